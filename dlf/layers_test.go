@@ -1,0 +1,162 @@
+package dlf
+
+import (
+	"fmt"
+	"testing"
+
+	"dlf/autodiff"
+	"dlf/tensor"
+)
+
+// smallConfig is a tiny DLF config for layer tests: width 4 keeps gradchecks cheap.
+func smallConfig(k, decomp int) Config {
+	c := DefaultConfig()
+	c.ImageH, c.ImageW, c.ImageC = 8, 8, 2
+	c.Levels, c.Depth, c.Width, c.Parts, c.Decomposition = 2, 2, 4, k, decomp
+	c.NumClasses = 3
+	return c
+}
+
+// stepLayer builds one flow step of cfg on c channels with perturbed parameters.
+func stepLayer(t *testing.T, cfg Config, c int) (layer, *registry) {
+	reg := newRegistry(testBackend(), tensor.Float64, 11)
+	s := newStep(reg, &cfg, 0, 0, c)
+	perturb(testRand(t, 1), reg.list, 0.2)
+	return layer{
+		fwd: s.forward,
+		inv: func(e *env, y *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
+			x, ld, err := s.inverse(e, y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return x, ld
+		},
+		u: s.u,
+	}, reg
+}
+
+func TestInvConv(t *testing.T) {
+	for _, tc := range []struct {
+		lu, bias bool
+	}{{false, false}, {false, true}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("lu=%v/bias=%v", tc.lu, tc.bias), func(t *testing.T) {
+			reg := newRegistry(testBackend(), tensor.Float64, 3)
+			u := reg.unit("s.")
+			ic := newInvConv(u, 4, tc.lu, tc.bias)
+			perturb(testRand(t, 2), reg.list, 0.1)
+			l := layer{
+				fwd: func(e *env, pv []*autodiff.Var, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
+					return ic.forward(e.t, pv, x)
+				},
+				inv: func(e *env, y *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
+					x, ld, err := ic.inverse(u.vars, y)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return x, ld
+				},
+				u: u,
+			}
+			e := &env{t: autodiff.NoGrad()}
+			checkLayer(t, l, e, testRand(t, 3), 2, 4, 4, 4)
+		})
+	}
+}
+
+func TestDLT(t *testing.T) {
+	for _, tc := range []struct {
+		k, decomp int
+		coupling  bool
+		cond      bool
+		identity  bool
+		shape     []int
+	}{
+		{2, 0, false, false, false, []int{2, 4, 4, 4}},
+		{2, 1, false, false, false, []int{2, 8, 8, 2}},
+		{4, 0, false, false, false, []int{2, 4, 4, 4}},
+		{4, 1, false, false, false, []int{2, 4, 4, 4}},
+		{2, 0, true, false, false, []int{2, 4, 4, 4}},
+		{4, 1, false, true, false, []int{2, 4, 4, 4}},
+		{2, 0, false, true, true, []int{2, 8, 8, 2}},
+	} {
+		name := fmt.Sprintf("K=%d/decomp=%d/coupling=%v/cond=%v/identity=%v/%v", tc.k, tc.decomp, tc.coupling, tc.cond, tc.identity, tc.shape)
+		t.Run(name, func(t *testing.T) {
+			cfg := smallConfig(tc.k, tc.decomp)
+			cfg.AffineCoupling = tc.coupling
+			cfg.Conditioning = tc.cond
+			if tc.identity {
+				cfg.Init = InitIdentity
+			}
+			be := testBackend()
+			reg := newRegistry(be, tensor.Float64, 5)
+			u := reg.unit("s.")
+			c := tc.shape[3]
+			d := newDLT(u, &cfg, c)
+			perturb(testRand(t, 4), reg.list, 0.2)
+			e := &env{t: autodiff.NoGrad()}
+			if tc.cond {
+				oh := tensor.New(be, tensor.Float64, tc.shape[0], cfg.NumClasses)
+				v := make([]float64, tc.shape[0]*cfg.NumClasses)
+				for i := 0; i < tc.shape[0]; i++ {
+					v[i*cfg.NumClasses+(i+1)%cfg.NumClasses] = 1
+				}
+				oh.Upload(v)
+				e.cond = autodiff.NewVar(oh)
+			}
+			l := layer{
+				fwd: d.forward,
+				inv: func(e *env, y *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) { return d.inverse(e, u.vars, y) },
+				u:   u,
+			}
+			if tc.cond {
+				// The Jacobian check feeds one example; give it the first example's condition.
+				full := e.cond
+				l.fwd = func(e2 *env, pv []*autodiff.Var, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
+					sub := *e2
+					if x.Value.Dim(0) != full.Value.Dim(0) {
+						sub.cond = constVar(firstRow(full.Value))
+					}
+					return d.forward(&sub, pv, x)
+				}
+			}
+			checkLayer(t, l, e, testRand(t, 5), tc.shape...)
+		})
+	}
+}
+
+// firstRow returns row 0 of a [N, K] tensor as [1, K].
+func firstRow(m *tensor.Tensor) *tensor.Tensor {
+	k := m.Dim(1)
+	v := m.Float64s()[:k]
+	out := tensor.New(m.Backend(), m.DType(), 1, k)
+	out.Upload(v)
+	return out
+}
+
+func TestGlowLayers(t *testing.T) {
+	for _, coupling := range []string{CouplingAffine, CouplingAdditive} {
+		t.Run(coupling, func(t *testing.T) {
+			cfg := smallConfig(2, 0)
+			cfg.Flow, cfg.InvConv, cfg.Coupling = FlowGlow, InvConvLU, coupling
+			l, _ := stepLayer(t, cfg, 4)
+			checkLayer(t, l, &env{t: autodiff.NoGrad()}, testRand(t, 6), 2, 4, 4, 4)
+		})
+	}
+}
+
+func TestDLFStep(t *testing.T) {
+	for _, tc := range []struct {
+		k, decomp int
+		lu        bool
+	}{{2, 0, false}, {4, 1, true}} {
+		t.Run(fmt.Sprintf("K=%d/decomp=%d/lu=%v", tc.k, tc.decomp, tc.lu), func(t *testing.T) {
+			cfg := smallConfig(tc.k, tc.decomp)
+			cfg.InvConvBias = true
+			if tc.lu {
+				cfg.InvConv = InvConvLU
+			}
+			l, _ := stepLayer(t, cfg, 4)
+			checkLayer(t, l, &env{t: autodiff.NoGrad()}, testRand(t, 7), 2, 4, 4, 4)
+		})
+	}
+}

@@ -1,0 +1,102 @@
+package dlf
+
+import (
+	"sync"
+	"testing"
+
+	"dlf/autodiff"
+	"dlf/tensor"
+	"dlf/tensor/cpu"
+)
+
+// countingBackend wraps a backend and tracks the bytes of live buffers and their peak.
+type countingBackend struct {
+	tensor.Backend
+	mu         sync.Mutex
+	live, peak int
+}
+
+func (c *countingBackend) Alloc(dt tensor.DType, n int) tensor.Buffer {
+	b := c.Backend.Alloc(dt, n)
+	if b != nil {
+		c.mu.Lock()
+		c.live += b.Bytes()
+		c.peak = max(c.peak, c.live)
+		c.mu.Unlock()
+	}
+	return b
+}
+
+func (c *countingBackend) Free(b tensor.Buffer) {
+	c.mu.Lock()
+	c.live -= b.Bytes()
+	c.mu.Unlock()
+	c.Backend.Free(b)
+}
+
+// resetPeak starts a new peak measurement from the current live bytes.
+func (c *countingBackend) resetPeak() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peak = c.live
+	return c.live
+}
+
+// stepPeak returns the peak bytes above the resident ones (parameters, the batch) of one training
+// step: forward, backward, release.
+func stepPeak(t *testing.T, cfg Config, n int) int {
+	t.Helper()
+	cb := &countingBackend{Backend: cpu.New()}
+	m, err := New(cfg, cb, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randTensor(cb, tensor.Float32, testRand(t, 31), 0.3, n, cfg.ImageH, cfg.ImageW, cfg.ImageC)
+	step := func() {
+		tp := autodiff.NewTape()
+		res, err := m.Forward(tp, x, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.Backward(res.Loss); err != nil {
+			t.Fatal(err)
+		}
+		res.Release()
+	}
+	step() // the first step also allocates the gradients, which then stay resident
+	base := cb.resetPeak()
+	step()
+	return cb.peak - base
+}
+
+// TestRecomputeMemory measures the activation memory of one training step (peak live bytes above
+// parameters, gradients and batch) at two depths, storing activations and recomputing them by
+// inversion. Storing grows linearly with depth; recomputing keeps one step's activations plus each
+// level's output, so it stays flat.
+func TestRecomputeMemory(t *testing.T) {
+	cfg, _ := Preset("mnist")
+	cfg.Width = 32
+	const n = 8
+	peaks := map[[2]int]int{}
+	for _, depth := range []int{4, 16} {
+		for _, rec := range []int{0, 1} {
+			c := cfg
+			c.Depth, c.Recompute = depth, rec == 1
+			peaks[[2]int{depth, rec}] = stepPeak(t, c, n)
+		}
+	}
+	mib := func(b int) float64 { return float64(b) / (1 << 20) }
+	t.Logf("activation peak, depth 4:  store %.2f MiB, recompute %.2f MiB", mib(peaks[[2]int{4, 0}]), mib(peaks[[2]int{4, 1}]))
+	t.Logf("activation peak, depth 16: store %.2f MiB, recompute %.2f MiB", mib(peaks[[2]int{16, 0}]), mib(peaks[[2]int{16, 1}]))
+	store4, store16 := peaks[[2]int{4, 0}], peaks[[2]int{16, 0}]
+	rec4, rec16 := peaks[[2]int{4, 1}], peaks[[2]int{16, 1}]
+	if float64(store16) < 3*float64(store4) {
+		t.Errorf("storing activations: depth 16 peak %d bytes is not ~4× depth 4's %d; is the measurement broken?", store16, store4)
+	}
+	if float64(rec16) > 1.25*float64(rec4) {
+		t.Errorf("recompute: depth 16 peak %d bytes grows from depth 4's %d", rec16, rec4)
+	}
+	if float64(rec16) > 0.25*float64(store16) {
+		t.Errorf("recompute at depth 16 uses %d bytes, more than a quarter of storing's %d", rec16, store16)
+	}
+}

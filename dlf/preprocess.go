@@ -1,0 +1,58 @@
+package dlf
+
+import (
+	"fmt"
+	"math"
+
+	"dlf/tensor"
+)
+
+// Preprocess turns an NHWC uint8 batch of n images into the flow's input (dlf-spec §2.1): pixels
+// reduced to n_bits as floor(x / 2^(8−n_bits)) (skipped when reduced says the loader already did it),
+// scaled to x/n_bins − 0.5, plus uniform dequantisation noise in [0, 1/n_bins) from Philox (seed,
+// offset), so the same seed gives the same batch on every backend. It returns the batch and the next
+// unused Philox offset.
+func (m *Model) Preprocess(images []uint8, n int, reduced bool, seed, offset uint64) (*tensor.Tensor, uint64, error) {
+	c := m.cfg
+	d := c.Dims()
+	if n < 1 || len(images) != n*d {
+		return nil, offset, fmt.Errorf("dlf: preprocess: %d bytes for %d images of %d×%d×%d", len(images), n, c.ImageH, c.ImageW, c.ImageC)
+	}
+	shift := uint(8 - c.NumBits)
+	bins := float64(int(1) << c.NumBits)
+	v := make([]float32, len(images))
+	for i, p := range images {
+		if !reduced {
+			p >>= shift
+		} else if int(p) >= int(bins) {
+			return nil, offset, fmt.Errorf("dlf: preprocess: byte %d of the batch is %d, not a %d-bit value", i, p, c.NumBits)
+		}
+		v[i] = float32(p)
+	}
+	x := tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
+	x.Upload(v)
+	noise := tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
+	offset = tensor.RandUniform(noise, seed, offset)
+	tensor.AddT(x, x, noise)
+	noise.Release()
+	// (p + u)/n_bins − 0.5 with u ~ U[0, 1).
+	tensor.UnaryT(tensor.Scale, x, x, 1/bins, 0)
+	tensor.UnaryT(tensor.AddConst, x, x, -0.5, 0)
+	return x, offset, m.be.Err()
+}
+
+// Postprocess maps continuous images x (model space, [−0.5, 0.5)) to NHWC uint8 pixels:
+// clip(floor((x + 0.5)·n_bins)·(256/n_bins), 0, 255) (dlf-spec §2.9).
+func (m *Model) Postprocess(x *tensor.Tensor) []uint8 {
+	bins := float64(int(1) << m.cfg.NumBits)
+	v := x.Float64s()
+	out := make([]uint8, len(v))
+	for i, f := range v {
+		q := math.Floor((f+0.5)*bins) * (256 / bins)
+		if math.IsNaN(q) {
+			q = 0
+		}
+		out[i] = uint8(min(max(q, 0), 255))
+	}
+	return out
+}

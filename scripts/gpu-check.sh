@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs dlf's GPU checks on a machine with an NVIDIA GPU and no Go toolchain, from the repository root,
+# using the binaries `make gpu-check` cross-built into bin/gpu/:
+#   1. every GPU package's tests (driver bindings, kernels, CUDA backend) with REQUIRE_GPU=1, so a
+#      missing device fails instead of skipping, and the GPU-named tests of every other package;
+#   2. compute-sanitizer memcheck over the kernel tests, and racecheck over kernels that use shared memory;
+#   3. the benchmarks: go test -bench of the CUDA backend, `driver bench`, and the PyTorch twin if present.
+# Logs go to $OUT (or bin/gpu-logs) and a summary table is printed last. Budget: under 6 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin/gpu}
+LOG=${OUT:-bin/gpu-logs}
+mkdir -p "$LOG"
+export REQUIRE_GPU=1 GOTRACEBACK=crash
+start=$(date +%s)
+rows=()
+
+# run NAME LIMIT_S CMD...: runs a step under a time limit, logs it, records a summary row.
+run() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s) rc
+  echo "=== $name: $*" | tee -a "$LOG/summary.log"
+  timeout --signal=KILL "$limit" "$@" >"$LOG/$name.log" 2>&1; rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  local note
+  note=$(grep -Eo '^(ok|FAIL|PASS|--- FAIL: [^ ]+)' "$LOG/$name.log" | sort | uniq -c | tr '\n' ' ' | tr -s ' ')
+  [ "$rc" = 137 ] && note="timed out after ${limit}s; $note"
+  grep -q 'ERROR SUMMARY' "$LOG/$name.log" && note="$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$LOG/$name.log" | tail -n1); $note"
+  rows+=("$(printf '%-28s %-5s %5ss  %s' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL:$rc)" "$dt" "$note")")
+  tail -n 5 "$LOG/$name.log"
+}
+
+find_tool() {
+  for c in "$1" /usr/local/cuda/bin/$1 /usr/local/cuda-*/bin/$1 /opt/nvidia/*/bin/$1; do
+    command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return; }
+    [ -x "$c" ] && { echo "$c"; return; }
+  done
+}
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "nvidia-smi failed"; } | tee "$LOG/device.txt"
+[ -d "$BIN" ] || { echo "gpu-check: $BIN missing: run 'make gpu-check' and carry bin/gpu"; exit 2; }
+
+# 1. Tests. Packages that talk to the GPU run whole; the rest run only their GPU-named tests, so
+#    the CPU-only suites (already run by CI) don't spend device time.
+for t in "$BIN"/*.test; do
+  name=$(basename "$t" .test)
+  case "$name" in
+    cu|kernels|cuda) run "test-$name" 150 "$t" -test.count=1 -test.timeout 140s ;;
+    *) run "test-$name" 120 "$t" -test.count=1 -test.timeout 110s -test.run 'GPU|CUDA|Cuda' ;;
+  esac
+done
+
+# 2. Sanitizers over the kernel tests.
+san=$(find_tool compute-sanitizer)
+if [ -n "$san" ] && [ -x "$BIN/cuda.test" ]; then
+  run memcheck 150 "$san" --tool memcheck --error-exitcode 9 --print-limit 20 "$BIN/cuda.test" -test.count=1 -test.run 'Conformance|Parity'
+  run racecheck 120 "$san" --tool racecheck --error-exitcode 9 --print-limit 20 "$BIN/cuda.test" -test.count=1 -test.run 'Conformance/.*(Gemm|Conv|Reduce|ActNorm|Affine|Gaussian)'
+  [ -x "$BIN/kernels.test" ] && run memcheck-kernels 60 "$san" --tool memcheck --error-exitcode 9 "$BIN/kernels.test" -test.count=1
+else
+  rows+=("$(printf '%-28s %-5s %5ss  %s' sanitizers skip 0 "compute-sanitizer not found or no cuda.test")")
+fi
+
+# 3. Benchmarks.
+[ -x "$BIN/cuda.test" ] && run bench-cuda 90 "$BIN/cuda.test" -test.run NONE -test.bench . -test.benchtime 200ms
+if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
+  run driver-bench 90 "$BIN/driver" bench --device cuda --json-out "$LOG/bench.json"
+fi
+py=$(command -v /opt/torch/.venv/bin/python3 || command -v python3)
+if [ -f reference/dlf_torch.py ] && [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then
+  run torch-twin 90 "$py" reference/dlf_torch.py --bench --device cuda
+fi
+
+echo
+echo "== gpu-check summary ($(cat "$LOG/device.txt" | head -n1); $(( $(date +%s) - start ))s total) =="
+printf '%-28s %-5s %6s  %s\n' step status time notes
+printf '%s\n' "${rows[@]}" | tee "$LOG/summary.txt"
+grep -q FAIL "$LOG/summary.txt" && exit 1
+exit 0

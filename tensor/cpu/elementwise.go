@@ -1,0 +1,440 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"dlf/tensor"
+)
+
+// Fill sets every element of dst to v.
+func (b *Backend) Fill(dst *tensor.Tensor, v float64) {
+	if b.dead() {
+		return
+	}
+	if is32(dst) {
+		fill(b, data[float32](dst), float32(v))
+	} else {
+		fill(b, data[float64](dst), v)
+	}
+}
+
+func fill[T float](b *Backend, d []T, v T) {
+	b.parallel(len(d), 1, func(lo, hi int) {
+		s := d[lo:hi]
+		for i := range s {
+			s[i] = v
+		}
+	})
+}
+
+// Copy copies src into dst (same element count and dtype).
+func (b *Backend) Copy(dst, src *tensor.Tensor) {
+	if b.dead() {
+		return
+	}
+	if is32(dst) {
+		copyPar(b, data[float32](dst), data[float32](src))
+	} else {
+		copyPar(b, data[float64](dst), data[float64](src))
+	}
+}
+
+// copyPar is copy() split across goroutines: one core's memmove does not saturate the memory bus.
+func copyPar[T float](b *Backend, d, s []T) {
+	b.parallel(len(d), 1, func(lo, hi int) { copy(d[lo:hi], s[lo:hi]) })
+}
+
+// CopyChannels copies channels [srcOff, srcOff+c) of each row of src into [dstOff, dstOff+c) of dst.
+func (b *Backend) CopyChannels(dst *tensor.Tensor, dstOff int, src *tensor.Tensor, srcOff, c int) {
+	if b.dead() {
+		return
+	}
+	rows, dc := dst.Shape().Rows()
+	_, sc := src.Shape().Rows()
+	if is32(dst) {
+		copyChannels(b, data[float32](dst), dc, dstOff, data[float32](src), sc, srcOff, rows, c)
+	} else {
+		copyChannels(b, data[float64](dst), dc, dstOff, data[float64](src), sc, srcOff, rows, c)
+	}
+}
+
+func copyChannels[T float](b *Backend, d []T, dc, dOff int, s []T, sc, sOff, rows, c int) {
+	if c == 0 {
+		return
+	}
+	b.parallel(rows, c, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			copy(d[r*dc+dOff:r*dc+dOff+c], s[r*sc+sOff:r*sc+sOff+c])
+		}
+	})
+}
+
+// Squeeze2 maps src [N,H,W,C] to dst [N,H/2,W/2,4C]; output channel c·4+dy·2+dx holds
+// src[n, 2i+dy, 2j+dx, c] (Glow's order, dlf-spec §2.2).
+func (b *Backend) Squeeze2(dst, src *tensor.Tensor) {
+	if b.dead() {
+		return
+	}
+	n, h, w, c := src.Shape().NHWC()
+	if is32(dst) {
+		squeeze(b, data[float32](dst), data[float32](src), n, h, w, c, false)
+	} else {
+		squeeze(b, data[float64](dst), data[float64](src), n, h, w, c, false)
+	}
+}
+
+// Unsqueeze2 maps src [N,H,W,4C] back to dst [N,2H,2W,C], inverting Squeeze2.
+func (b *Backend) Unsqueeze2(dst, src *tensor.Tensor) {
+	if b.dead() {
+		return
+	}
+	n, h, w, c := dst.Shape().NHWC()
+	if is32(dst) {
+		squeeze(b, data[float32](src), data[float32](dst), n, h, w, c, true)
+	} else {
+		squeeze(b, data[float64](src), data[float64](dst), n, h, w, c, true)
+	}
+}
+
+// squeeze moves elements between the unsqueezed tensor u [N,H,W,C] and the squeezed tensor
+// s [N,H/2,W/2,4C]: u → s when inverse is false, s → u when it is true. Work is split over the
+// output rows (n, i) of the squeezed tensor; each covers two input rows.
+func squeeze[T float](b *Backend, s, u []T, n, h, w, c int, inverse bool) {
+	h2, w2, c4 := h/2, w/2, 4*c
+	b.parallel(n*h2, w*2*c, func(lo, hi int) {
+		for row := lo; row < hi; row++ {
+			nn, i := row/h2, row%h2
+			for dy := 0; dy < 2; dy++ {
+				ur := u[((nn*h+2*i+dy)*w)*c:][:w*c]
+				sr := s[(nn*h2+i)*w2*c4:][:w2*c4]
+				for j := 0; j < w2; j++ {
+					for dx := 0; dx < 2; dx++ {
+						up := ur[(2*j+dx)*c:][:c]
+						sp := sr[j*c4+dy*2+dx:]
+						if inverse {
+							for ch := range up {
+								up[ch] = sp[ch*4]
+							}
+						} else {
+							for ch, v := range up {
+								sp[ch*4] = v
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// Binary computes dst[i] = a[i] op b[(i/bc.Div) % bc.Mod].
+func (b *Backend) Binary(op tensor.BinaryOp, dst, a, bt *tensor.Tensor, bc tensor.Broadcast) {
+	if b.dead() {
+		return
+	}
+	if is32(dst) {
+		binary(b, op, data[float32](dst), data[float32](a), data[float32](bt), bc)
+	} else {
+		binary(b, op, data[float64](dst), data[float64](a), data[float64](bt), bc)
+	}
+}
+
+// smallMod is the broadcast period below which a per-element rotating index beats calling the
+// vector-vector loop once per period.
+const smallMod = 16
+
+func binary[T float](b *Backend, op tensor.BinaryOp, d, x, y []T, bc tensor.Broadcast) {
+	if op < tensor.Add || op > tensor.Div {
+		panic(fmt.Sprintf("cpu: unknown binary op %d", op))
+	}
+	div, mod := max(bc.Div, 1), max(bc.Mod, 1)
+	b.parallel(len(d), 1, func(lo, hi int) {
+		switch {
+		case mod == 1:
+			binaryVS(op, d[lo:hi], x[lo:hi], y[0])
+		case div == 1 && mod < smallMod:
+			binaryRotate(op, d[lo:hi], x[lo:hi], y[:mod], lo%mod)
+		case div == 1:
+			for i := lo; i < hi; {
+				bi := i % mod
+				end := min(hi, i+mod-bi)
+				binaryVV(op, d[i:end], x[i:end], y[bi:bi+end-i])
+				i = end
+			}
+		default:
+			for i := lo; i < hi; {
+				q := i / div
+				end := min(hi, (q+1)*div)
+				binaryVS(op, d[i:end], x[i:end], y[q%mod])
+				i = end
+			}
+		}
+	})
+}
+
+// binaryVV computes d = x op y elementwise.
+func binaryVV[T float](op tensor.BinaryOp, d, x, y []T) {
+	x, y = x[:len(d)], y[:len(d)]
+	switch op {
+	case tensor.Add:
+		for i := range d {
+			d[i] = x[i] + y[i]
+		}
+	case tensor.Sub:
+		for i := range d {
+			d[i] = x[i] - y[i]
+		}
+	case tensor.Mul:
+		for i := range d {
+			d[i] = x[i] * y[i]
+		}
+	case tensor.Div:
+		for i := range d {
+			d[i] = x[i] / y[i]
+		}
+	}
+}
+
+// binaryVS computes d = x op s.
+func binaryVS[T float](op tensor.BinaryOp, d, x []T, s T) {
+	x = x[:len(d)]
+	switch op {
+	case tensor.Add:
+		for i := range d {
+			d[i] = x[i] + s
+		}
+	case tensor.Sub:
+		for i := range d {
+			d[i] = x[i] - s
+		}
+	case tensor.Mul:
+		for i := range d {
+			d[i] = x[i] * s
+		}
+	case tensor.Div:
+		for i := range d {
+			d[i] = x[i] / s
+		}
+	}
+}
+
+// binaryRotate computes d[i] = x[i] op y[(k0+i) % len(y)] with a rotating index (no division).
+func binaryRotate[T float](op tensor.BinaryOp, d, x, y []T, k0 int) {
+	x = x[:len(d)]
+	k, m := k0, len(y)
+	switch op {
+	case tensor.Add:
+		for i := range d {
+			d[i] = x[i] + y[k]
+			if k++; k == m {
+				k = 0
+			}
+		}
+	case tensor.Sub:
+		for i := range d {
+			d[i] = x[i] - y[k]
+			if k++; k == m {
+				k = 0
+			}
+		}
+	case tensor.Mul:
+		for i := range d {
+			d[i] = x[i] * y[k]
+			if k++; k == m {
+				k = 0
+			}
+		}
+	case tensor.Div:
+		for i := range d {
+			d[i] = x[i] / y[k]
+			if k++; k == m {
+				k = 0
+			}
+		}
+	}
+}
+
+// Unary computes dst = op(x; p1, p2).
+func (b *Backend) Unary(op tensor.UnaryOp, dst, x *tensor.Tensor, p1, p2 float64) {
+	if b.dead() {
+		return
+	}
+	if is32(dst) {
+		unary(b, op, data[float32](dst), data[float32](x), p1, p2)
+	} else {
+		unary(b, op, data[float64](dst), data[float64](x), p1, p2)
+	}
+}
+
+// unaryCost is the per-element cost, in minWork units, of the transcendental unary ops.
+const unaryCost = 8
+
+func unary[T float](b *Backend, op tensor.UnaryOp, d, x []T, p1, p2 float64) {
+	cost := 1
+	switch op {
+	case tensor.Exp, tensor.Log, tensor.Tanh, tensor.Sigmoid:
+		cost = unaryCost
+	case tensor.Sqrt, tensor.Neg, tensor.Abs, tensor.Relu, tensor.Square, tensor.Scale, tensor.AddConst, tensor.Clamp:
+	default:
+		panic(fmt.Sprintf("cpu: unknown unary op %d", op))
+	}
+	b.parallel(len(d), cost, func(lo, hi int) { unaryRange(op, d[lo:hi], x[lo:hi], p1, p2) })
+}
+
+// unaryRange applies op to one range. Transcendental functions are evaluated in float64 and
+// rounded once, so float32 results are correctly rounded up to the float64 library's error.
+func unaryRange[T float](op tensor.UnaryOp, d, x []T, p1, p2 float64) {
+	x = x[:len(d)]
+	switch op {
+	case tensor.Exp:
+		for i := range d {
+			d[i] = T(math.Exp(float64(x[i])))
+		}
+	case tensor.Log:
+		for i := range d {
+			d[i] = T(math.Log(float64(x[i])))
+		}
+	case tensor.Tanh:
+		for i := range d {
+			d[i] = T(math.Tanh(float64(x[i])))
+		}
+	case tensor.Sigmoid:
+		for i := range d {
+			d[i] = T(sigmoid(float64(x[i])))
+		}
+	case tensor.Relu:
+		// The builtin max compiles to branch-free code; a compare-and-branch mispredicts on
+		// every other element of zero-mean activations (about 2× slower).
+		for i, v := range x {
+			d[i] = max(v, 0)
+		}
+	case tensor.Square:
+		for i, v := range x {
+			d[i] = v * v
+		}
+	case tensor.Sqrt:
+		for i := range d {
+			d[i] = T(math.Sqrt(float64(x[i])))
+		}
+	case tensor.Neg:
+		for i, v := range x {
+			d[i] = -v
+		}
+	case tensor.Abs:
+		for i := range d {
+			d[i] = T(math.Abs(float64(x[i])))
+		}
+	case tensor.Scale:
+		s := T(p1)
+		for i, v := range x {
+			d[i] = s * v
+		}
+	case tensor.AddConst:
+		s := T(p1)
+		for i, v := range x {
+			d[i] = v + s
+		}
+	case tensor.Clamp:
+		lo, hi := T(p1), T(p2)
+		for i, v := range x {
+			d[i] = min(max(v, lo), hi)
+		}
+	}
+}
+
+// sigmoid is 1/(1+e^-x), evaluated so that exp never overflows.
+func sigmoid(x float64) float64 {
+	if x >= 0 {
+		return 1 / (1 + math.Exp(-x))
+	}
+	e := math.Exp(x)
+	return e / (1 + e)
+}
+
+// softplus is log(1+e^x) without overflow or loss of small values.
+func softplus(x float64) float64 {
+	return max(x, 0) + math.Log1p(math.Exp(-math.Abs(x)))
+}
+
+// UnaryGrad computes dx from the upstream gradient dy and the saved input or output of a unary op.
+func (b *Backend) UnaryGrad(op tensor.UnaryGradOp, dx, saved, dy *tensor.Tensor, p1, p2 float64) {
+	if b.dead() {
+		return
+	}
+	if is32(dx) {
+		unaryGrad(b, op, data[float32](dx), data[float32](saved), data[float32](dy), p1, p2)
+	} else {
+		unaryGrad(b, op, data[float64](dx), data[float64](saved), data[float64](dy), p1, p2)
+	}
+}
+
+func unaryGrad[T float](b *Backend, op tensor.UnaryGradOp, dx, s, dy []T, p1, p2 float64) {
+	if op < tensor.ReluGrad || op > tensor.AbsGrad {
+		panic(fmt.Sprintf("cpu: unknown unary gradient op %d", op))
+	}
+	b.parallel(len(dx), 1, func(lo, hi int) {
+		d, s, g := dx[lo:hi], s[lo:hi], dy[lo:hi]
+		switch op {
+		case tensor.ReluGrad:
+			for i := range d {
+				v := g[i]
+				if !(s[i] > 0) {
+					v = 0
+				}
+				d[i] = v
+			}
+		case tensor.TanhGrad:
+			for i := range d {
+				y := s[i]
+				d[i] = g[i] * (1 - y*y)
+			}
+		case tensor.SigmoidGrad:
+			for i := range d {
+				y := s[i]
+				d[i] = g[i] * y * (1 - y)
+			}
+		case tensor.ClampGrad:
+			lo, hi := T(p1), T(p2)
+			for i := range d {
+				v := g[i]
+				if !(s[i] >= lo && s[i] <= hi) {
+					v = 0
+				}
+				d[i] = v
+			}
+		case tensor.AbsGrad:
+			for i := range d {
+				switch x := s[i]; {
+				case x > 0:
+					d[i] = g[i]
+				case x < 0:
+					d[i] = -g[i]
+				default:
+					d[i] = 0
+				}
+			}
+		}
+	})
+}
+
+// Axpy computes y += alpha·x.
+func (b *Backend) Axpy(alpha float64, x, y *tensor.Tensor) {
+	if b.dead() {
+		return
+	}
+	if is32(y) {
+		axpy(b, float32(alpha), data[float32](x), data[float32](y))
+	} else {
+		axpy(b, alpha, data[float64](x), data[float64](y))
+	}
+}
+
+func axpy[T float](b *Backend, a T, x, y []T) {
+	b.parallel(len(y), 1, func(lo, hi int) {
+		ys, xs := y[lo:hi], x[lo:hi]
+		for i := range ys {
+			ys[i] += a * xs[i]
+		}
+	})
+}
