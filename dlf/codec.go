@@ -2,6 +2,7 @@ package dlf
 
 import (
 	"fmt"
+	"math"
 
 	"dlf/autodiff"
 	"dlf/tensor"
@@ -75,7 +76,7 @@ func (m *Model) checkLatents(what string, zs []*tensor.Tensor) (int, error) {
 			return 0, fmt.Errorf("dlf: %s: latent %d has shape %v, want %v", what, l, zs[l].Shape(), want)
 		}
 		if zs[l].DType() != m.dt || zs[l].Backend() != m.be {
-			return 0, fmt.Errorf("dlf: %s: latent %d is %v on %s, model is %v on %s", what, l, zs[l].DType(), zs[l].Backend().Name(), m.dt, m.be.Name())
+			return 0, fmt.Errorf("dlf: %s: latent %d is %v on backend %s, the model is %v on %s (the same backend instance is required)", what, l, zs[l].DType(), zs[l].Backend().Name(), m.dt, m.be.Name())
 		}
 	}
 	return n, nil
@@ -152,23 +153,30 @@ func (m *Model) DecodeEps(eps []*tensor.Tensor, cond *tensor.Tensor) (*tensor.Te
 	return m.decode(e, top, func(l int, z1 *tensor.Tensor) *tensor.Tensor { return m.levels[l].split.sample(z1, eps[l]) })
 }
 
-// Sample draws n images (as continuous x; see Postprocess) at the given temperature: ε ~ N(0, T²)
-// at the top and, with Config.Temperature "all" (Glow), at every level, otherwise N(0, 1) below the
-// top (DLF's visualisation, dlf-spec §2.9). The noise is Philox normals for (seed, offset); the
-// returned offset is the next unused one.
-func (m *Model) Sample(n int, temperature float64, cond *tensor.Tensor, seed, offset uint64) (*tensor.Tensor, uint64, error) {
+// Sample draws n images (as continuous x; see Postprocess) at the given temperature T: ε ~ N(0, T²)
+// at the top and, with mode TemperatureAll (Glow), at every level; with TemperatureTop (DLF's
+// visualisation, dlf-spec §2.9) the lower levels draw ε ~ N(0, 1). mode "" means
+// Config.Temperature. The noise is Philox normals for (seed, offset); the returned offset is the next
+// unused one.
+func (m *Model) Sample(n int, temperature float64, mode string, cond *tensor.Tensor, seed, offset uint64) (*tensor.Tensor, uint64, error) {
 	if n < 1 {
 		return nil, offset, fmt.Errorf("dlf: sample: %d images, want at least 1", n)
 	}
-	if temperature < 0 {
-		return nil, offset, fmt.Errorf("dlf: sample: temperature %g is negative", temperature)
+	if temperature < 0 || math.IsNaN(temperature) {
+		return nil, offset, fmt.Errorf("dlf: sample: temperature %g is not ≥ 0", temperature)
+	}
+	if mode == "" {
+		mode = m.cfg.Temperature
+	}
+	if mode != TemperatureTop && mode != TemperatureAll {
+		return nil, offset, fmt.Errorf("dlf: sample: temperature mode %q is neither %q nor %q", mode, TemperatureTop, TemperatureAll)
 	}
 	shapes := m.LatentShapes(n)
 	eps := make([]*tensor.Tensor, len(shapes))
 	for l, s := range shapes {
 		eps[l] = tensor.New(m.be, m.dt, s...)
 		offset = tensor.RandNormal(eps[l], seed, offset)
-		if l == len(shapes)-1 || m.cfg.Temperature == TemperatureAll {
+		if l == len(shapes)-1 || mode == TemperatureAll {
 			tensor.UnaryT(tensor.Scale, eps[l], eps[l], temperature, 0)
 		}
 	}

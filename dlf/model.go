@@ -102,8 +102,11 @@ func (m *Model) checkInput(what string, x, cond *tensor.Tensor) error {
 	if len(s) != 4 || s[1] != c.ImageH || s[2] != c.ImageW || s[3] != c.ImageC || s[0] < 1 {
 		return fmt.Errorf("dlf: %s: batch has shape %v, want [N %d %d %d]", what, s, c.ImageH, c.ImageW, c.ImageC)
 	}
-	if x.DType() != m.dt || x.Backend() != m.be {
-		return fmt.Errorf("dlf: %s: batch is %v on %s, model is %v on %s", what, x.DType(), x.Backend().Name(), m.dt, m.be.Name())
+	if x.DType() != m.dt {
+		return fmt.Errorf("dlf: %s: batch is %v, model is %v", what, x.DType(), m.dt)
+	}
+	if x.Backend() != m.be {
+		return fmt.Errorf("dlf: %s: batch lives on backend %s, a different instance from the model's %s", what, x.Backend().Name(), m.be.Name())
 	}
 	return m.checkCond(what, cond, s[0])
 }
@@ -152,7 +155,7 @@ func (m *Model) run(e *env, x *autodiff.Var, keep *[]*autodiff.Var, col *collect
 	t := e.t
 	recompute := m.cfg.Recompute && t.Recording()
 	z := t.Squeeze2(x)
-	for l, lv := range m.levels {
+	for _, lv := range m.levels {
 		for _, s := range lv.steps {
 			y, sld := s.apply(e, z, recompute)
 			ld = addLD(t, ld, sld)
@@ -181,7 +184,6 @@ func (m *Model) run(e *env, x *autodiff.Var, keep *[]*autodiff.Var, col *collect
 		nz := t.Squeeze2(z1)
 		z1.Release()
 		z = nz
-		_ = l
 	}
 	lp = addLD(t, lp, m.top.logProb(e, z))
 	if col != nil {

@@ -2,7 +2,6 @@ package dlf
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -41,25 +40,55 @@ func envInt(name string, def int) int {
 func TestOverfitMNIST(t *testing.T) {
 	const n = 64
 	imgs := mnistImages(t, n)
+	if os.Getenv("DLF_OVERFIT_BLACK") != "" {
+		imgs = make([]uint8, len(imgs))
+	}
 	cfg, _ := Preset("mnist")
 	cfg.Depth = envInt("DLF_OVERFIT_DEPTH", 4)
 	cfg.Width = envInt("DLF_OVERFIT_WIDTH", 32)
 	steps := envInt("DLF_OVERFIT_STEPS", 300)
+	if v, err := strconv.ParseFloat(os.Getenv("DLF_OVERFIT_LR"), 64); err == nil {
+		cfg.InitialLR, cfg.LR = v, v
+	}
+	if os.Getenv("DLF_OVERFIT_INIT") != "" {
+		cfg.Init = os.Getenv("DLF_OVERFIT_INIT")
+	}
+	if os.Getenv("DLF_OVERFIT_OPT") != "" {
+		cfg.Optimizer = os.Getenv("DLF_OVERFIT_OPT")
+	}
+	cfg.Parts = envInt("DLF_OVERFIT_K", 2)
+	if os.Getenv("DLF_OVERFIT_PRESET") != "" {
+		p, _ := Preset(os.Getenv("DLF_OVERFIT_PRESET"))
+		p.Depth, p.Width = cfg.Depth, cfg.Width
+		if v, err := strconv.ParseFloat(os.Getenv("DLF_OVERFIT_LR"), 64); err == nil {
+			p.InitialLR, p.LR = v, v
+		}
+		p.WarmupEpochs = 0
+		cfg = p
+	}
+	batch := envInt("DLF_OVERFIT_BATCH", n)
 	m, err := New(cfg, cpu.New(), tensor.Float32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt, err := optim.New(cfg.OptimConfig(1), m.OptimParams())
+	opt, err := optim.New(cfg.OptimConfig(1000), m.OptimParams())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sched := cfg.Schedule(1)
 	var offset uint64
+	if m.NeedsDataInit() {
+		x, _, _ := m.Preprocess(imgs, n, false, 2, 0)
+		if err := m.DataInit(x, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
 	best := 1e9
 	for s := 0; s < steps; s++ {
 		var x *tensor.Tensor
-		x, offset, err = m.Preprocess(imgs, n, false, 1, offset)
+		lo := (s * batch) % n
+		x, offset, err = m.Preprocess(imgs[lo*cfg.Dims():(lo+batch)*cfg.Dims()], batch, false, 1, offset)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +113,6 @@ func TestOverfitMNIST(t *testing.T) {
 			break
 		}
 	}
-	_ = filepath.Join
 	if best >= 1.0 {
 		t.Errorf("training bits/dim only reached %.3f, want < 1.0", best)
 	}

@@ -239,3 +239,19 @@ func (r *registry) byVar(v *autodiff.Var) *Param {
 	}
 	return nil
 }
+
+// CopyFrom copies every parameter and buffer value of src, a model of the same configuration on any
+// backend and dtype (e.g. to move a model between the CPU and a GPU).
+func (m *Model) CopyFrom(src *Model) error {
+	if len(src.reg.list) != len(m.reg.list) {
+		return fmt.Errorf("dlf: copy: source has %d tensors, destination %d: the configurations differ", len(src.reg.list), len(m.reg.list))
+	}
+	for i, p := range m.reg.list {
+		q := src.reg.list[i]
+		if q.Name != p.Name || !q.Shape.Equal(p.Shape) {
+			return fmt.Errorf("dlf: copy: tensor %d is %s %v in the source and %s %v in the destination", i, q.Name, q.Shape, p.Name, p.Shape)
+		}
+		p.Var.Value.Upload(q.Var.Value.Float64s())
+	}
+	return m.be.Err()
+}

@@ -1,13 +1,28 @@
 // Command driver is dlf's command-line tool: it trains DLF and Glow models, evaluates and samples
-// them, benchmarks layers, fetches datasets and reports what hardware and kernels it found.
+// them, interpolates between images, benchmarks layers against the machine's floors (and the
+// PyTorch twin), fetches datasets and reports what hardware and kernels it found.
 //
-// Every command validates its flags before doing any work and exits non-zero with one sentence that
-// names the bad flag or file.
+// Flags are named as in the reference implementation where they mean the same (dlf-spec §6.1).
+// Every command validates its flags, the dataset and any checkpoint before doing any work and exits
+// non-zero with one sentence that names the bad flag or file.
+//
+// Choices made here (see also README, "Training"):
+//   - `train --data_dir` is the directory holding the problem's files, as in the reference (default
+//     data/<problem>, where `driver data fetch --data_dir data <problem>` puts them).
+//   - On the CPU, `train` without --preset or size flags uses the problem's preset reduced to depth 8,
+//     width 64, batch 64 (cpuDefaults), so that a 2-core machine shows progress in minutes; on a GPU
+//     it trains the preset as published.
+//   - A results directory with checkpoints is resumed; its configuration wins over the preset, and a
+//     flag that would change the parameters' shapes is an error.
+//   - The test set's dequantisation noise and the sample grids' latent noise are fixed Philox
+//     streams, so metrics and pictures of different epochs are comparable.
 package main
 
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -21,13 +36,56 @@ func main() {
 
 // newApp builds the command tree; tests run it in-process.
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "driver",
 		Usage:                "train, evaluate and sample Dynamic Linear Flow and Glow models",
 		EnableBashCompletion: true,
+		OnUsageError:         usageError,
 		Commands: []*cli.Command{
+			trainCommand(),
+			evalCommand(),
+			sampleCommand(),
+			interpolateCommand(),
+			benchCommand(),
 			infoCommand(),
 			dataCommand(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = usageError
+	}
+	return app
+}
+
+// usageError turns a flag-parsing failure into one sentence (the default prints the whole help).
+func usageError(c *cli.Context, err error, _ bool) error {
+	if c != nil && c.Command != nil && c.Command.Name != "" {
+		return fmt.Errorf("%s: %v (see driver %s --help)", c.Command.Name, err, c.Command.Name)
+	}
+	return fmt.Errorf("%v (see driver --help)", err)
+}
+
+// joinNames lists names for messages.
+func joinNames(names []string) string { return strings.Join(names, ", ") }
+
+// trimPkg drops a package prefix such as "dlf: " or "data: " from an error for a user message.
+func trimPkg(err error) string {
+	s := err.Error()
+	for _, p := range []string{"dlf: ", "data: ", "optim: ", "safetensors: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+// commas formats n with thousands separators.
+func commas(n int) string {
+	s := strconv.Itoa(n)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -100,7 +100,8 @@ struct RowPart {
 // whole loop (its per-column constants stay in registers). Block (tile, p) owns rows
 // [p*chunk, min(R, (p+1)*chunk)); lane g walks rows begin+g, begin+g+G, ... The G lane sums of a
 // column are then added by a fixed binary tree in shared memory, and column c's Q sums go to
-// part[(q*C + c)*P + p].
+// part[(q*P + p)*C + c]: consecutive columns are adjacent, so both this store and the finishing
+// kernels' reads (one thread per column, looping over p) are coalesced.
 struct ColPart {
   int W, G;        // tile width and number of row lanes
   int g, col;      // this thread's lane and column (col >= C or !active: idle)
@@ -145,7 +146,7 @@ struct ColPart {
     }
     if (g == 0 && active) {
 #pragma unroll
-      for (int q = 0; q < Q; ++q) part[((long long)q * C + col) * parts + p] = sh[q * nt + tc];
+      for (int q = 0; q < Q; ++q) part[((long long)q * parts + p) * C + col] = sh[q * nt + tc];
     }
   }
 };

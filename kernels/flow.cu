@@ -59,7 +59,8 @@ chan_logdet_f32(float* ld, const float* v, const float* alpha, const float* beta
 
 // chan_scale_bwd_f32: the data pass of ActNormBackward and of the PerChannel AffineBackward. Over
 // rows r < R of [R, C] tensors, with e_c from mode (0: exp(s·v[c]); 1, 2: affine e^ℓ of v[2c+1]):
-//   dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout).
+//   dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout:
+//   part[(q·P + p)·C + c]).
 extern "C" __global__ void __launch_bounds__(DLF_THREADS)
 chan_scale_bwd_f32(float* dx, double* part, const float* dy, const float* y, const float* v, const float* alpha,
                    const float* beta, long long R, int C, long long chunk, int mode, float scale) {
@@ -87,8 +88,10 @@ chan_scale_bwd_f32(float* dx, double* part, const float* dy, const float* y, con
   cp.store<2>(acc, sh, part, C);
 }
 
-// actnorm_bwd_finish_f32: one block. With S1_c, S2_c the column sums of chan_scale_bwd_f32:
+// actnorm_bwd_finish_f32: grid-stride over channels. With S1_c, S2_c the column sums of
+// chan_scale_bwd_f32 (P partials each):
 //   dbias_c = e_c·S1_c,  dlogs_c = s·S2_c + s·hw·Σ_n dld_n   (dld may be null: no logdet gradient).
+// Every block adds Σ_n dld_n itself (N is a batch size: cheap), in the same fixed order.
 extern "C" __global__ void __launch_bounds__(DLF_THREADS)
 actnorm_bwd_finish_f32(float* dbias, float* dlogs, const double* part, const float* logs, const float* dld, int N,
                        int C, int parts, float scale, long long hw) {
@@ -102,11 +105,11 @@ actnorm_bwd_finish_f32(float* dbias, float* dlogs, const double* part, const flo
   if (threadIdx.x == 0) sdld = acc[0];
   __syncthreads();
   const double s = scale;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+  for (long long c = grid_stride_begin(); c < C; c += grid_stride_step()) {
     double s1 = 0.0, s2 = 0.0;
     for (int p = 0; p < parts; ++p) {
-      s1 += part[(long long)c * parts + p];
-      s2 += part[((long long)C + c) * parts + p];
+      s1 += part[(long long)p * C + c];
+      s2 += part[((long long)parts + p) * C + c];
     }
     dbias[c] = (float)(exp(s * (double)logs[c]) * s1);
     dlogs[c] = (float)(s * s2 + s * (double)hw * sdld);
@@ -194,8 +197,8 @@ affine_bwd_pc_finish_f32(float* dh, float* dalpha, float* dbeta, const double* p
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     double s1 = 0.0, s2 = 0.0;
     for (int p = 0; p < parts; ++p) {
-      s1 += part[(long long)c * parts + p];
-      s2 += part[((long long)C + c) * parts + p];
+      s1 += part[(long long)p * C + c];
+      s2 += part[((long long)parts + p) * C + c];
     }
     float l, e, t, dldr;
     ls.eval(h[2 * c + 1], l, e, t, dldr);
@@ -356,8 +359,8 @@ gauss_bwd_bcast_finish_f32(float* dp, double* part2, const double* part, const f
   for (long long jj = grid_stride_begin(); jj < L; jj += grid_stride_step()) {
     double s1 = 0.0, s2 = 0.0;
     for (int q = 0; q < parts; ++q) {
-      s1 += part[jj * parts + q];
-      s2 += part[((long long)L + jj) * parts + q];
+      s1 += part[(long long)q * L + jj];
+      s2 += part[((long long)parts + q) * L + jj];
     }
     long long mi, ri;
     gp.index(jj, mi, ri);

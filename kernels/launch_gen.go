@@ -71,8 +71,8 @@ var moduleNames = []string{"conv", "elementwise", "fill", "flow", "gemm", "layou
 // its documentation and its C parameters with their Go types and byte sizes.
 var Table = []KernelInfo{
 	{
-		Name: "actnorm_bwd_finish_f32", GoName: "ActnormBwdFinishF32", Module: "flow", Source: "flow.cu", Line: 93,
-		Doc: "actnorm_bwd_finish_f32: one block. With S1_c, S2_c the column sums of chan_scale_bwd_f32:\n  dbias_c = e_c·S1_c,  dlogs_c = s·S2_c + s·hw·Σ_n dld_n   (dld may be null: no logdet gradient).",
+		Name: "actnorm_bwd_finish_f32", GoName: "ActnormBwdFinishF32", Module: "flow", Source: "flow.cu", Line: 96,
+		Doc: "actnorm_bwd_finish_f32: grid-stride over channels. With S1_c, S2_c the column sums of\nchan_scale_bwd_f32 (P partials each):\n  dbias_c = e_c·S1_c,  dlogs_c = s·S2_c + s·hw·Σ_n dld_n   (dld may be null: no logdet gradient).\nEvery block adds Σ_n dld_n itself (N is a batch size: cheap), in the same fixed order.",
 		Params: []ParamInfo{
 			{Name: "dbias", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "dlogs", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -119,7 +119,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "affine_bwd_f32", GoName: "AffineBwdF32", Module: "flow", Source: "flow.cu", Line: 150,
+		Name: "affine_bwd_f32", GoName: "AffineBwdF32", Module: "flow", Source: "flow.cu", Line: 153,
 		Doc: "affine_bwd_f32: grid (N, P), not PerChannel. With e = e^ℓ and dℓ = dy·y + dld_n:\n  dx = dy·e,  dh[2i] = dμ = dy·e,  dh[2i+1] = dr = dℓ·dℓ/dr,\nand, when part is non-null (mode 1), partials of dα = Σ dℓ·tanh r (q = 0) and dβ = Σ dℓ (q = 1)\nat part[(q·N + n)·P + p] for sum2_finish_f32.",
 		Params: []ParamInfo{
 			{Name: "dx", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -137,7 +137,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "affine_bwd_pc_finish_f32", GoName: "AffineBwdPcFinishF32", Module: "flow", Source: "flow.cu", Line: 180,
+		Name: "affine_bwd_pc_finish_f32", GoName: "AffineBwdPcFinishF32", Module: "flow", Source: "flow.cu", Line: 183,
 		Doc: "affine_bwd_pc_finish_f32: one block; the PerChannel AffineBackward's parameter gradients from the\ncolumn sums S1_c = Σ dy, S2_c = Σ dy·y of chan_scale_bwd_f32 (mode 1 or 2):\n  dℓ_c = S2_c + pos·Σ_n dld_n,  dh[2c] = e_c·S1_c,  dh[2c+1] = dℓ_c·dℓ/dr,\n  dα = Σ_c dℓ_c·tanh r_c,  dβ = Σ_c dℓ_c   (written only in mode 1).",
 		Params: []ParamInfo{
 			{Name: "dh", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -156,7 +156,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "affine_fwd_f32", GoName: "AffineFwdF32", Module: "flow", Source: "flow.cu", Line: 125,
+		Name: "affine_fwd_f32", GoName: "AffineFwdF32", Module: "flow", Source: "flow.cu", Line: 128,
 		Doc: "affine_fwd_f32: grid (N, P). out = (in + μ)·e^ℓ, or with inverse out = in / e^ℓ − μ. With\nperChannel, (μ, r) = (h[2c], h[2c+1]) for every position; otherwise h has 2C values per position\nand element i's pair is h[2i], h[2i+1]. When part is non-null, block (n, p) writes Σ ℓ over its\nelements to part[n·P + p].",
 		Params: []ParamInfo{
 			{Name: "out", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -213,8 +213,8 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "chan_scale_bwd_f32", GoName: "ChanScaleBwdF32", Module: "flow", Source: "flow.cu", Line: 64,
-		Doc: "chan_scale_bwd_f32: the data pass of ActNormBackward and of the PerChannel AffineBackward. Over\nrows r < R of [R, C] tensors, with e_c from mode (0: exp(s·v[c]); 1, 2: affine e^ℓ of v[2c+1]):\n  dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout).",
+		Name: "chan_scale_bwd_f32", GoName: "ChanScaleBwdF32", Module: "flow", Source: "flow.cu", Line: 65,
+		Doc: "chan_scale_bwd_f32: the data pass of ActNormBackward and of the PerChannel AffineBackward. Over\nrows r < R of [R, C] tensors, with e_c from mode (0: exp(s·v[c]); 1, 2: affine e^ℓ of v[2c+1]):\n  dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout:\n  part[(q·P + p)·C + c]).",
 		Params: []ParamInfo{
 			{Name: "dx", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "part", CType: "double*", GoType: "cu.DevicePtr", Size: 8},
@@ -428,7 +428,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "gauss_bwd_bcast_f32", GoName: "GaussBwdBcastF32", Module: "flow", Source: "flow.cu", Line: 322,
+		Name: "gauss_bwd_bcast_f32", GoName: "GaussBwdBcastF32", Module: "flow", Source: "flow.cu", Line: 325,
 		Doc: "gauss_bwd_bcast_f32: BatchBroadcast. ColPart over rows n < N and columns jj < L (position-channel\npairs of the shared p): dz[n·L + jj] = −dμ, and per-column partials of S1 = Σ_n dμ (q = 0) and\nS2 = Σ_n dls (q = 1); gauss_bwd_bcast_finish_f32 turns them into dp, dα, dβ.",
 		Params: []ParamInfo{
 			{Name: "dz", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -447,7 +447,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "gauss_bwd_bcast_finish_f32", GoName: "GaussBwdBcastFinishF32", Module: "flow", Source: "flow.cu", Line: 351,
+		Name: "gauss_bwd_bcast_finish_f32", GoName: "GaussBwdBcastFinishF32", Module: "flow", Source: "flow.cu", Line: 354,
 		Doc: "gauss_bwd_bcast_finish_f32: columns jj < L (grid-stride with the host's fixed grid). With S1, S2\nfrom gauss_bwd_bcast_f32: dp[mi] = S1, dp[ri] = S2·∂log σ/∂r, and per-block partials of\ndα = Σ S2·tanh r, dβ = Σ S2 at part2[q·gridDim.x + blockIdx.x] for sum2_finish_f32.",
 		Params: []ParamInfo{
 			{Name: "dp", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -464,7 +464,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "gauss_bwd_f32", GoName: "GaussBwdF32", Module: "flow", Source: "flow.cu", Line: 293,
+		Name: "gauss_bwd_f32", GoName: "GaussBwdF32", Module: "flow", Source: "flow.cu", Line: 296,
 		Doc: "gauss_bwd_f32: grid (N, P), p per example. dz[i] = −dμ, dp[mi] = dμ, dp[ri] = dls·∂log σ/∂r, and,\nwhen part is non-null (bounded), partials of dα = Σ dls·tanh r (q = 0), dβ = Σ dls (q = 1) at\npart[(q·N + n)·P + p]. dlp may be null (zero gradient).",
 		Params: []ParamInfo{
 			{Name: "dz", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -483,7 +483,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "gauss_logp_f32", GoName: "GaussLogpF32", Module: "flow", Source: "flow.cu", Line: 260,
+		Name: "gauss_logp_f32", GoName: "GaussLogpF32", Module: "flow", Source: "flow.cu", Line: 263,
 		Doc: "gauss_logp_f32: grid (N, P). For the block's elements: eps[i] = u (when eps is non-null) and, when\npart is non-null, part[n·P + p] = Σ log N(z_i; μ, σ). With bcast, p has one example shared by all.",
 		Params: []ParamInfo{
 			{Name: "eps", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -501,7 +501,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "gauss_sample_f32", GoName: "GaussSampleF32", Module: "flow", Source: "flow.cu", Line: 380,
+		Name: "gauss_sample_f32", GoName: "GaussSampleF32", Module: "flow", Source: "flow.cu", Line: 383,
 		Doc: "gauss_sample_f32: z[i] = μ + e^{log σ}·eps[i] for i < n; L = H·W·C (per example) for bcast.",
 		Params: []ParamInfo{
 			{Name: "z", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -539,7 +539,7 @@ var Table = []KernelInfo{
 	},
 	{
 		Name: "reduce_cols_f32", GoName: "ReduceColsF32", Module: "reduce", Source: "reduce.cu", Line: 41,
-		Doc: "reduce_cols_f32: grid (ceil(C / min(C, DLF_THREADS)), P), block DLF_THREADS.\npart[c*P + p] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].",
+		Doc: "reduce_cols_f32: grid (ceil(C / min(C, DLF_THREADS)), P), block DLF_THREADS.\npart[p*C + c] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].",
 		Params: []ParamInfo{
 			{Name: "part", CType: "double*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "src", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
@@ -550,13 +550,15 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "reduce_finish_f32", GoName: "ReduceFinishF32", Module: "reduce", Source: "reduce.cu", Line: 59,
-		Doc: "reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*parts + p] (in order) and\n  dst[j] = (accumulate ? dst[j] : 0) + (float)(s * scale / divisor).\nMean passes divisor = the number of reduced elements; the logdet kernels pass scale = ±1 and\naccumulate = 1 to add into ld/lp.",
+		Name: "reduce_finish_f32", GoName: "ReduceFinishF32", Module: "reduce", Source: "reduce.cu", Line: 60,
+		Doc: "reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*jstride + p*pstride] (in p order) and\n  dst[j] = (accumulate ? dst[j] : 0) + (float)(s * scale / divisor).\nRow partials (RowPart) have jstride = parts, pstride = 1; column partials (ColPart) jstride = 1,\npstride = count. Mean passes divisor = the number of reduced elements; the logdet kernels pass\nscale = ±1 and accumulate = 1 to add into ld/lp.",
 		Params: []ParamInfo{
 			{Name: "dst", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "part", CType: "const double*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "count", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "parts", CType: "int", GoType: "int32", Size: 4},
+			{Name: "jstride", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "pstride", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "scale", CType: "float", GoType: "float32", Size: 4},
 			{Name: "divisor", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "accumulate", CType: "int", GoType: "int32", Size: 4},
@@ -830,7 +832,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "sum2_finish_f32", GoName: "Sum2FinishF32", Module: "reduce", Source: "reduce.cu", Line: 73,
+		Name: "sum2_finish_f32", GoName: "Sum2FinishF32", Module: "reduce", Source: "reduce.cu", Line: 74,
 		Doc: "sum2_finish_f32: one block. d0[0] = Σ part[0..n), d1[0] = Σ part[n..2n) with a fixed order (each\nthread a strided sequence, then block_sum). d1 may be null (only d0 wanted).",
 		Params: []ParamInfo{
 			{Name: "d0", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -878,13 +880,16 @@ var Table = []KernelInfo{
 	},
 }
 
-// ActnormBwdFinishF32 launches actnorm_bwd_finish_f32 (flow.cu:93):
+// ActnormBwdFinishF32 launches actnorm_bwd_finish_f32 (flow.cu:96):
 //
 //	void actnorm_bwd_finish_f32(float* dbias, float* dlogs, const double* part, const float* logs, const float* dld, int N, int C, int parts, float scale, long long hw)
 //
-// actnorm_bwd_finish_f32: one block. With S1_c, S2_c the column sums of chan_scale_bwd_f32:
+// actnorm_bwd_finish_f32: grid-stride over channels. With S1_c, S2_c the column sums of
+// chan_scale_bwd_f32 (P partials each):
 //
 //	dbias_c = e_c·S1_c,  dlogs_c = s·S2_c + s·hw·Σ_n dld_n   (dld may be null: no logdet gradient).
+//
+// Every block adds Σ_n dld_n itself (N is a batch size: cheap), in the same fixed order.
 //
 // Call inside Device.Do of the device k was loaded on; faults in the
 // kernel itself surface at the next synchronisation.
@@ -952,7 +957,7 @@ func (k *Kernels) AdamStepF32(stream cu.Stream, grid, block cu.Dim3, shmem uint3
 	return k.launch(idxAdamStepF32, stream, grid, block, shmem, 13)
 }
 
-// AffineBwdF32 launches affine_bwd_f32 (flow.cu:150):
+// AffineBwdF32 launches affine_bwd_f32 (flow.cu:153):
 //
 //	void affine_bwd_f32(float* dx, float* dh, double* part, const float* dy, const float* y, const float* h, const float* alpha, const float* beta, const float* dld, long long L, long long chunk, int mode)
 //
@@ -983,7 +988,7 @@ func (k *Kernels) AffineBwdF32(stream cu.Stream, grid, block cu.Dim3, shmem uint
 	return k.launch(idxAffineBwdF32, stream, grid, block, shmem, 12)
 }
 
-// AffineBwdPcFinishF32 launches affine_bwd_pc_finish_f32 (flow.cu:180):
+// AffineBwdPcFinishF32 launches affine_bwd_pc_finish_f32 (flow.cu:183):
 //
 //	void affine_bwd_pc_finish_f32(float* dh, float* dalpha, float* dbeta, const double* part, const float* h, const float* alpha, const float* beta, const float* dld, int N, int C, int parts, int mode, long long pos)
 //
@@ -1014,7 +1019,7 @@ func (k *Kernels) AffineBwdPcFinishF32(stream cu.Stream, grid, block cu.Dim3, sh
 	return k.launch(idxAffineBwdPcFinishF32, stream, grid, block, shmem, 13)
 }
 
-// AffineFwdF32 launches affine_fwd_f32 (flow.cu:125):
+// AffineFwdF32 launches affine_fwd_f32 (flow.cu:128):
 //
 //	void affine_fwd_f32(float* out, double* part, const float* in, const float* h, const float* alpha, const float* beta, long long L, int C, long long chunk, int mode, int perChannel, int inverse)
 //
@@ -1108,14 +1113,15 @@ func (k *Kernels) ChanLogdetF32(stream cu.Stream, grid, block cu.Dim3, shmem uin
 	return k.launch(idxChanLogdetF32, stream, grid, block, shmem, 10)
 }
 
-// ChanScaleBwdF32 launches chan_scale_bwd_f32 (flow.cu:64):
+// ChanScaleBwdF32 launches chan_scale_bwd_f32 (flow.cu:65):
 //
 //	void chan_scale_bwd_f32(float* dx, double* part, const float* dy, const float* y, const float* v, const float* alpha, const float* beta, long long R, int C, long long chunk, int mode, float scale)
 //
 // chan_scale_bwd_f32: the data pass of ActNormBackward and of the PerChannel AffineBackward. Over
 // rows r < R of [R, C] tensors, with e_c from mode (0: exp(s·v[c]); 1, 2: affine e^ℓ of v[2c+1]):
 //
-//	dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout).
+//	dx = dy·e_c;  partials of Σ_r dy (q = 0) and Σ_r dy·y (q = 1) per column (ColPart layout:
+//	part[(q·P + p)·C + c]).
 //
 // Call inside Device.Do of the device k was loaded on; faults in the
 // kernel itself surface at the next synchronisation.
@@ -1427,7 +1433,7 @@ func (k *Kernels) FillF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, d
 	return k.launch(idxFillF32, stream, grid, block, shmem, 3)
 }
 
-// GaussBwdBcastF32 launches gauss_bwd_bcast_f32 (flow.cu:322):
+// GaussBwdBcastF32 launches gauss_bwd_bcast_f32 (flow.cu:325):
 //
 //	void gauss_bwd_bcast_f32(float* dz, double* part, const float* z, const float* p, const float* alpha, const float* beta, const float* dlp, int N, int L, int C, long long chunk, int interleaved, int bounded)
 //
@@ -1456,7 +1462,7 @@ func (k *Kernels) GaussBwdBcastF32(stream cu.Stream, grid, block cu.Dim3, shmem 
 	return k.launch(idxGaussBwdBcastF32, stream, grid, block, shmem, 13)
 }
 
-// GaussBwdBcastFinishF32 launches gauss_bwd_bcast_finish_f32 (flow.cu:351):
+// GaussBwdBcastFinishF32 launches gauss_bwd_bcast_finish_f32 (flow.cu:354):
 //
 //	void gauss_bwd_bcast_finish_f32(float* dp, double* part2, const double* part, const float* p, const float* alpha, const float* beta, int L, int C, int parts, int interleaved, int bounded)
 //
@@ -1483,7 +1489,7 @@ func (k *Kernels) GaussBwdBcastFinishF32(stream cu.Stream, grid, block cu.Dim3, 
 	return k.launch(idxGaussBwdBcastFinishF32, stream, grid, block, shmem, 11)
 }
 
-// GaussBwdF32 launches gauss_bwd_f32 (flow.cu:293):
+// GaussBwdF32 launches gauss_bwd_f32 (flow.cu:296):
 //
 //	void gauss_bwd_f32(float* dz, float* dp, double* part, const float* z, const float* p, const float* alpha, const float* beta, const float* dlp, long long L, int C, long long chunk, int interleaved, int bounded)
 //
@@ -1512,7 +1518,7 @@ func (k *Kernels) GaussBwdF32(stream cu.Stream, grid, block cu.Dim3, shmem uint3
 	return k.launch(idxGaussBwdF32, stream, grid, block, shmem, 13)
 }
 
-// GaussLogpF32 launches gauss_logp_f32 (flow.cu:260):
+// GaussLogpF32 launches gauss_logp_f32 (flow.cu:263):
 //
 //	void gauss_logp_f32(float* eps, double* part, const float* z, const float* p, const float* alpha, const float* beta, long long L, int C, long long chunk, int interleaved, int bounded, int bcast)
 //
@@ -1539,7 +1545,7 @@ func (k *Kernels) GaussLogpF32(stream cu.Stream, grid, block cu.Dim3, shmem uint
 	return k.launch(idxGaussLogpF32, stream, grid, block, shmem, 12)
 }
 
-// GaussSampleF32 launches gauss_sample_f32 (flow.cu:380):
+// GaussSampleF32 launches gauss_sample_f32 (flow.cu:383):
 //
 //	void gauss_sample_f32(float* z, const float* eps, const float* p, const float* alpha, const float* beta, long long n, long long L, int C, int interleaved, int bounded, int bcast)
 //
@@ -1605,7 +1611,7 @@ func (k *Kernels) RandUniformF32(stream cu.Stream, grid, block cu.Dim3, shmem ui
 //	void reduce_cols_f32(double* part, const float* src, long long R, int C, long long chunk, int square)
 //
 // reduce_cols_f32: grid (ceil(C / min(C, DLF_THREADS)), P), block DLF_THREADS.
-// part[c*P + p] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].
+// part[p*C + c] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].
 //
 // Call inside Device.Do of the device k was loaded on; faults in the
 // kernel itself surface at the next synchronisation.
@@ -1621,30 +1627,33 @@ func (k *Kernels) ReduceColsF32(stream cu.Stream, grid, block cu.Dim3, shmem uin
 	return k.launch(idxReduceColsF32, stream, grid, block, shmem, 6)
 }
 
-// ReduceFinishF32 launches reduce_finish_f32 (reduce.cu:59):
+// ReduceFinishF32 launches reduce_finish_f32 (reduce.cu:60):
 //
-//	void reduce_finish_f32(float* dst, const double* part, long long count, int parts, float scale, long long divisor, int accumulate)
+//	void reduce_finish_f32(float* dst, const double* part, long long count, int parts, long long jstride, long long pstride, float scale, long long divisor, int accumulate)
 //
-// reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*parts + p] (in order) and
+// reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*jstride + p*pstride] (in p order) and
 //
 //	dst[j] = (accumulate ? dst[j] : 0) + (float)(s * scale / divisor).
 //
-// Mean passes divisor = the number of reduced elements; the logdet kernels pass scale = ±1 and
-// accumulate = 1 to add into ld/lp.
+// Row partials (RowPart) have jstride = parts, pstride = 1; column partials (ColPart) jstride = 1,
+// pstride = count. Mean passes divisor = the number of reduced elements; the logdet kernels pass
+// scale = ±1 and accumulate = 1 to add into ld/lp.
 //
 // Call inside Device.Do of the device k was loaded on; faults in the
 // kernel itself surface at the next synchronisation.
-func (k *Kernels) ReduceFinishF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dst cu.DevicePtr, part cu.DevicePtr, count int64, parts int32, scale float32, divisor int64, accumulate int32) error {
+func (k *Kernels) ReduceFinishF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dst cu.DevicePtr, part cu.DevicePtr, count int64, parts int32, jstride int64, pstride int64, scale float32, divisor int64, accumulate int32) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.args.ptr(0, dst)
 	k.args.ptr(1, part)
 	k.args.i64(2, count)
 	k.args.i32(3, parts)
-	k.args.f32(4, scale)
-	k.args.i64(5, divisor)
-	k.args.i32(6, accumulate)
-	return k.launch(idxReduceFinishF32, stream, grid, block, shmem, 7)
+	k.args.i64(4, jstride)
+	k.args.i64(5, pstride)
+	k.args.f32(6, scale)
+	k.args.i64(7, divisor)
+	k.args.i32(8, accumulate)
+	return k.launch(idxReduceFinishF32, stream, grid, block, shmem, 9)
 }
 
 // ReduceRowsF32 launches reduce_rows_f32 (reduce.cu:17):
@@ -2029,7 +2038,7 @@ func (k *Kernels) Squeeze2F32(stream cu.Stream, grid, block cu.Dim3, shmem uint3
 	return k.launch(idxSqueeze2F32, stream, grid, block, shmem, 6)
 }
 
-// Sum2FinishF32 launches sum2_finish_f32 (reduce.cu:73):
+// Sum2FinishF32 launches sum2_finish_f32 (reduce.cu:74):
 //
 //	void sum2_finish_f32(float* d0, float* d1, const double* part, long long n)
 //

@@ -36,7 +36,7 @@ reduce_rows_f32(double* part, const float* src, long long L, long long chunk, in
 }
 
 // reduce_cols_f32: grid (ceil(C / min(C, DLF_THREADS)), P), block DLF_THREADS.
-// part[c*P + p] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].
+// part[p*C + c] = Σ (or Σ x²) of column c over rows [p*chunk, min(R, (p+1)*chunk)) of src [R, C].
 extern "C" __global__ void __launch_bounds__(DLF_THREADS)
 reduce_cols_f32(double* part, const float* src, long long R, int C, long long chunk, int square) {
   __shared__ double sh[DLF_THREADS];
@@ -51,17 +51,18 @@ reduce_cols_f32(double* part, const float* src, long long R, int C, long long ch
   cp.store<1>(acc, sh, part, C);
 }
 
-// reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*parts + p] (in order) and
+// reduce_finish_f32: for j < count, s = Σ_{p<parts} part[j*jstride + p*pstride] (in p order) and
 //   dst[j] = (accumulate ? dst[j] : 0) + (float)(s * scale / divisor).
-// Mean passes divisor = the number of reduced elements; the logdet kernels pass scale = ±1 and
-// accumulate = 1 to add into ld/lp.
+// Row partials (RowPart) have jstride = parts, pstride = 1; column partials (ColPart) jstride = 1,
+// pstride = count. Mean passes divisor = the number of reduced elements; the logdet kernels pass
+// scale = ±1 and accumulate = 1 to add into ld/lp.
 extern "C" __global__ void __launch_bounds__(DLF_THREADS)
-reduce_finish_f32(float* dst, const double* part, long long count, int parts, float scale, long long divisor,
-                  int accumulate) {
+reduce_finish_f32(float* dst, const double* part, long long count, int parts, long long jstride, long long pstride,
+                  float scale, long long divisor, int accumulate) {
   for (long long j = grid_stride_begin(); j < count; j += grid_stride_step()) {
     double s = 0.0;
-    const double* q = part + j * parts;
-    for (int p = 0; p < parts; ++p) s += q[p];
+    const double* q = part + j * jstride;
+    for (int p = 0; p < parts; ++p) s += q[p * pstride];
     const float v = (float)(s * (double)scale / (double)divisor);
     dst[j] = accumulate ? dst[j] + v : v;
   }

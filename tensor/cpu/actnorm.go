@@ -10,6 +10,10 @@ import (
 // the reference's fixed multiplier of the stored log-scale (3 in the hyper-networks, dlf-spec §1.6).
 // Its logdet is H·W·Σ_c s·logs_c for every example.
 
+// actNormCost is the per-element cost of the actnorm kernels in minWork units (1.5–3 ns per element
+// in BenchmarkActNormForward/Backward: float64 arithmetic and conversions).
+const actNormCost = 4
+
 // ActNormForward computes y = (x + bias)·exp(scale·logs) and adds the logdet to ld (may be nil).
 func (b *Backend) ActNormForward(y, ld, x, bias, logs *tensor.Tensor, scale float64) {
 	if b.dead() {
@@ -53,7 +57,7 @@ func actNorm[T float](b *Backend, outT, ldT, inT, biasT, logsT *tensor.Tensor, s
 		}
 	}
 	rows := n * h * w
-	b.parallel(rows, c, func(lo, hi int) {
+	b.parallel(rows, c*actNormCost, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			src, dst := in[r*c:(r+1)*c], out[r*c:(r+1)*c]
 			sh, mul := sh[:len(src)], mul[:len(src)]
@@ -111,7 +115,7 @@ func actNormBackward[T float](b *Backend, dxT, dbiasT, dlogsT, dyT, yT, logsT, d
 		e[j] = math.Exp(scale * float64(logs[j]))
 	}
 	part := k.data[c:]
-	b.parallel(bk.count, bk.r*c*2, func(lo, hi int) {
+	b.parallel(bk.count, bk.r*c*actNormCost, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			_, r0, r1 := bk.block(i)
 			sdy := part[2*c*i : 2*c*i+c]

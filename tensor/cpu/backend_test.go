@@ -200,9 +200,15 @@ func TestBinaryBroadcast(t *testing.T) {
 }
 
 func TestReduceDeterministicAndAccurate(t *testing.T) {
+	for _, c := range []int{24, 3} { // the wide and the narrow per-channel kernels
+		testReduce(t, c)
+	}
+}
+
+func testReduce(t *testing.T, c int) {
 	r := rand.New(rand.NewPCG(5, 6))
-	vals := randv(r, 16*33*17*24, -1, 1)
-	shape := []int{16, 33, 17, 24}
+	vals := randv(r, 16*33*17*c, -1, 1)
+	shape := []int{16, 33, 17, c}
 	var first [][]float64
 	for ti, threads := range []int{1, 2, 5} {
 		be := New(WithThreads(threads))
@@ -222,7 +228,7 @@ func TestReduceDeterministicAndAccurate(t *testing.T) {
 					case tensor.AxisExample:
 						j = i / (len(xv) / 16)
 					case tensor.AxisChannel:
-						j = i % 24
+						j = i % c
 					}
 					if op == tensor.SumSq {
 						v *= v

@@ -152,8 +152,19 @@ func benchReduce(b *testing.B, op tensor.ReduceOp, axes tensor.ReduceAxes) {
 	})
 }
 
+// evenShapes are the benchmark shapes Squeeze2 accepts (even H and W).
+func evenShapes() [][4]int {
+	var out [][4]int
+	for _, s := range benchShapes {
+		if s[1]%2 == 0 && s[2]%2 == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func BenchmarkSqueeze2(b *testing.B) {
-	runShapes(b, benchShapes, 2, func(b *testing.B, be *Backend, r *rand.Rand, n, h, w, c int) func() {
+	runShapes(b, evenShapes(), 2, func(b *testing.B, be *Backend, r *rand.Rand, n, h, w, c int) func() {
 		x, y := benchT(be, r, -1, 1, n, h, w, c), tensor.New(be, tensor.Float32, n, h/2, w/2, 4*c)
 		return func() { tensor.Squeeze2(y, x) }
 	})
@@ -164,6 +175,13 @@ func BenchmarkCopyChannels(b *testing.B) {
 	runShapes(b, benchShapes, 1, func(b *testing.B, be *Backend, r *rand.Rand, n, h, w, c int) func() {
 		x, y := benchT(be, r, -1, 1, n, h, w, c), tensor.New(be, tensor.Float32, n, h, w, c/2)
 		return func() { tensor.CopyChannels(y, 0, x, c/2, c/2) }
+	})
+}
+
+func BenchmarkRandUniform(b *testing.B) {
+	runShapes(b, benchShapes, 1, func(b *testing.B, be *Backend, r *rand.Rand, n, h, w, c int) func() {
+		y := tensor.New(be, tensor.Float32, n, h, w, c)
+		return func() { tensor.RandUniform(y, 1, 0) }
 	})
 }
 
@@ -255,5 +273,17 @@ func BenchmarkAllocRelease(b *testing.B) {
 	for b.Loop() {
 		t := tensor.New(be, tensor.Float32, 64, 14, 14, 128)
 		t.Release()
+	}
+}
+
+// BenchmarkForkJoin measures what parallel adds to an op that is split across two goroutines: one
+// goroutine start, two trivial bodies and the join. It is the overhead minWork is sized against.
+func BenchmarkForkJoin(b *testing.B) {
+	be := New(WithThreads(2))
+	be.grain = 1
+	var sink [2]int
+	b.ReportAllocs()
+	for b.Loop() {
+		be.parallel(2, 1, func(lo, hi int) { sink[lo] += hi })
 	}
 }

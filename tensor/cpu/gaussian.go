@@ -17,8 +17,9 @@ import (
 // ln2pi is ln(2π).
 const ln2pi = 1.8378770664093454835606594728112352797227949472755668
 
-// gaussianCost is the per-element cost of the Gaussian kernels in minWork units.
-const gaussianCost = 16
+// gaussianCost is the per-element cost of the Gaussian kernels in minWork units: a tanh and an exp,
+// 35–60 ns per element in BenchmarkGaussianLogProb/Backward.
+const gaussianCost = 96
 
 // gaussLayout says where μ and r of channel j sit in a row of p (2C values): μ = row[j·step],
 // r = row[rOff + j·step] (interleaved: step 2, rOff 1; halves: step 1, rOff C).

@@ -137,3 +137,11 @@ func (b *Backend) scratch(n int) *buffer[float64] { return b.f64.get(n) }
 
 // release gives a scratch area back.
 func (b *Backend) release(s *buffer[float64]) { b.f64.put(s) }
+
+// pool returns the backend's pools for element type T (used for T-typed scratch).
+func pool[T float](b *Backend) *pools[T] {
+	if p, ok := any(&b.f32).(*pools[T]); ok {
+		return p
+	}
+	return any(&b.f64).(*pools[T])
+}

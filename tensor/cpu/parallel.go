@@ -2,12 +2,13 @@ package cpu
 
 import "sync"
 
-// minWork is the least work, in element-visits of a cheap elementwise loop (≈0.3–1 ns each), that is
-// worth a goroutine of its own. Starting a goroutine and waiting for it costs about 1–2 µs; 32768
-// visits take 10–30 µs, so the fork overhead stays under ~10% and a model's many small tensors
-// (64×7×7×8 = 25088 elements) run inline on the calling goroutine with no synchronisation at all.
-// Ops whose per-element work is heavier (exp, tanh, Philox) pass a larger per-item cost.
-const minWork = 1 << 15
+// minWork is the least work, in element-visits of a cheap elementwise loop (0.3–0.5 ns each on the
+// dev machine), that is worth a goroutine of its own. Starting a goroutine and joining it measured
+// 2–6 µs there (BenchmarkForkJoin, on a loaded machine; about 1 µs when idle); 65536 visits take
+// 20–30 µs, so the fork overhead stays near 10% in the worst case, and the flows' activations
+// (64×14×14×4 = 50176 elements, 64×7×7×8 = 25088) run inline on the calling goroutine with no
+// synchronisation. Ops whose per-element work is heavier (exp, tanh, Philox) pass a larger cost.
+const minWork = 1 << 16
 
 // parallel calls body on disjoint ranges [lo, hi) that cover [0, n), using up to b.threads goroutines
 // (the caller's among them) but no more than the work justifies: each goroutine gets at least minWork

@@ -2,9 +2,14 @@ package cpu
 
 import "dlf/tensor"
 
-// philoxCost is the cost of one Philox block (four elements) in minWork units: ten rounds of two
-// 64-bit multiplies, plus the Box–Muller transform for normals.
-const philoxCost = 64
+// Costs of one Philox block (four elements) in minWork units, from BenchmarkRandUniform and
+// BenchmarkRandNormal on the dev machine: about 50 ns for the ten Philox rounds and the word
+// shuffling through tensor.PhiloxBlock, and about 150 ns with the float64 Box–Muller transform
+// (two logs, square roots and sin/cos pairs) that normals add.
+const (
+	uniformCost = 128
+	normalCost  = 512
+)
 
 // RandUniform fills dst with Philox uniforms in [0, 1): element i is
 // PhiloxUniform(word i%4 of PhiloxBlock(seed, offset, i/4)), exactly as every backend computes it.
@@ -34,7 +39,11 @@ func (b *Backend) RandNormal(dst *tensor.Tensor, seed, offset uint64) {
 
 func randFill[T float](b *Backend, d []T, seed, offset uint64, normal bool) {
 	nb := int(tensor.PhiloxBlocks(len(d)))
-	b.parallel(nb, philoxCost, func(lo, hi int) {
+	cost := uniformCost
+	if normal {
+		cost = normalCost
+	}
+	b.parallel(nb, cost, func(lo, hi int) {
 		for j := lo; j < hi; j++ {
 			w := tensor.PhiloxBlock(seed, offset, uint64(j))
 			out := d[4*j : min(4*j+4, len(d))]

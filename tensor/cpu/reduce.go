@@ -128,19 +128,25 @@ func sum[T float](x []T, sq bool) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// channelSumsNarrow adds x (whole rows of len(acc) channels) into acc channel by channel.
+// narrowSpan is the least row length channelSumsNarrow hands to channelSumsWide.
+const narrowSpan = 64
+
+// channelSumsNarrow adds x (whole rows of len(acc) < smallMod channels) into acc. It views k
+// consecutive rows as one row of k·c values so that the wide kernel gets long inner loops, then
+// folds the k copies of each channel's sum; the leftover rows are added one by one.
 func channelSumsNarrow[T float](acc []float64, x []T, sq bool) {
-	k, c := 0, len(acc)
-	for _, v := range x {
-		f := float64(v)
-		if sq {
-			f *= f
-		}
-		acc[k] += f
-		if k++; k == c {
-			k = 0
+	c := len(acc)
+	k := (narrowSpan + c - 1) / c
+	var wide [narrowSpan + smallMod]float64
+	w := wide[:k*c]
+	whole := len(x) / (k * c) * (k * c)
+	channelSumsWide(w, x[:whole], sq)
+	for m := 0; m < k; m++ {
+		for j := range acc {
+			acc[j] += w[m*c+j]
 		}
 	}
+	channelSumsWide(acc, x[whole:], sq)
 }
 
 // channelSumsWide adds x (whole rows of len(acc) channels) into acc channel by channel. Rows are

@@ -61,6 +61,9 @@ type allocator struct {
 	mu    sync.Mutex
 	free  map[int64][]cu.DevicePtr
 	stats MemStats
+	// wait blocks until the stream has finished all queued work: a cached block may still be named
+	// by a queued kernel, so it is given back to the driver only after that (set by the backend).
+	wait func() error
 }
 
 // get returns a block of at least n bytes (n > 0): a cached one of the same class when there is one,
@@ -127,9 +130,13 @@ func (a *allocator) put(b *buffer) {
 	a.stats.Cached += b.class
 }
 
-// releaseCached gives every cached block back to the driver. cuMemFree synchronises the device, so
-// blocks still used by queued work are not freed under it.
+// releaseCached gives every cached block back to the driver, after the stream has drained.
 func (a *allocator) releaseCached() error {
+	if a.wait != nil {
+		if err := a.wait(); err != nil {
+			return err
+		}
+	}
 	a.mu.Lock()
 	free := a.free
 	a.free = nil
@@ -205,8 +212,8 @@ func (b *Backend) Alloc(dt tensor.DType, n int) tensor.Buffer {
 		}
 		return nil
 	})
-	if b.failed.Load() {
-		return nil
+	if buf == nil {
+		return nil // the failure is recorded; a typed nil would look like a buffer
 	}
 	return buf
 }

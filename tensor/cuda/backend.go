@@ -36,6 +36,9 @@ type Backend struct {
 	closed atomic.Bool
 }
 
+// Backend implements tensor.Backend.
+var _ tensor.Backend = (*Backend)(nil)
+
 // Option configures New and NewOnDevice.
 type Option func(*Backend)
 
@@ -88,6 +91,7 @@ func NewOnDevice(dev *cu.Device, opts ...Option) (*Backend, error) {
 		_ = k.Unload()
 		return nil, fmt.Errorf("cuda: %s: create stream: %w", b.name, err)
 	}
+	b.alloc.wait = func() error { return cu.StreamSynchronize(b.stream) }
 	return b, nil
 }
 

@@ -1,9 +1,12 @@
 package cuda
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"dlf/tensor/backendtest"
+	"dlf/tensor/cuda/cu"
 	"dlf/tensor/cuda/cu/gputest"
 )
 
@@ -31,5 +34,25 @@ func TestConformance(t *testing.T) {
 	backendtest.Run(t, be)
 	if err := be.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewWithoutGPU checks, on machines without a usable GPU, that New says so and keeps the
+// cause matchable with errors.Is.
+func TestNewWithoutGPU(t *testing.T) {
+	err := cu.Init()
+	if err == nil {
+		t.Skip("a CUDA device is present")
+	}
+	be, nerr := New(0)
+	if nerr == nil {
+		_ = be.Close()
+		t.Fatal("New(0) succeeded although cu.Init failed")
+	}
+	if !errors.Is(nerr, cu.ErrNoLibrary) && !errors.Is(nerr, cu.ErrNoDevice) && !errors.Is(nerr, err) {
+		t.Fatalf("New(0) = %v; want the driver's error (%v) wrapped", nerr, err)
+	}
+	if !strings.Contains(nerr.Error(), "GPU 0") {
+		t.Fatalf("New(0) error %q does not name the device", nerr)
 	}
 }

@@ -62,7 +62,7 @@ func (b *Backend) ActNormBackward(dx, dbias, dlogs, dy, y, logs, dld *tensor.Ten
 			dptr(dx), part.ptr, dptr(dy), dptr(y), dptr(logs), 0, 0, R, i32(c), chunk, 0, float32(scale)); err != nil {
 			return err
 		}
-		return b.k.ActnormBwdFinishF32(b.stream, oneBlock, block1D, 0, dptr(dbias), dptr(dlogs), part.ptr, dptr(logs),
+		return b.k.ActnormBwdFinishF32(b.stream, grid1D(int64(c)), block1D, 0, dptr(dbias), dptr(dlogs), part.ptr, dptr(logs),
 			dptr(dld), i32(n), i32(c), int32(parts), float32(scale), int64(h)*int64(w))
 	})
 }

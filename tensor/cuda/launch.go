@@ -49,13 +49,15 @@ func rowGrid(R int64, parts int) cu.Dim3 {
 
 // colParts partitions an [R, C] array for the per-column reduction kernels (common.cuh's ColPart):
 // tiles of min(C, 256) columns, and parts row ranges of chunk rows, aiming at targetBlocks blocks
-// while each of a block's row lanes keeps at least 8 rows.
+// while each of a block's row lanes keeps at least minLaneRows rows, so that the partials (P·C
+// doubles per quantity) stay a few percent of the data read.
 func colParts(R int64, C int) (tiles, parts int, chunk int64) {
+	const minLaneRows = 32
 	w := min(C, threads)
 	tiles = int(ceilDiv(int64(C), int64(w)))
 	lanes := int64(threads / w)
 	p := ceilDiv(targetBlocks, int64(tiles))
-	p = min(p, ceilDiv(R, 8*lanes), maxGridY)
+	p = min(p, ceilDiv(R, minLaneRows*lanes), maxGridY)
 	p = max(p, 1)
 	chunk = ceilDiv(max(R, 1), p)
 	return tiles, int(ceilDiv(max(R, 1), chunk)), chunk

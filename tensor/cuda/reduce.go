@@ -69,14 +69,18 @@ func (b *Backend) Reduce(op tensor.ReduceOp, axes tensor.ReduceAxes, dst, src *t
 		if err != nil {
 			return err
 		}
-		return b.k.ReduceFinishF32(b.stream, grid1D(rows), block1D, 0, dptr(dst), part.ptr, rows, int32(parts), 1,
-			divisor, 0)
+		jstride, pstride := int64(parts), int64(1) // RowPart layout [row][p]
+		if axes == tensor.AxisChannel {
+			jstride, pstride = 1, rows // ColPart layout [p][c]
+		}
+		return b.k.ReduceFinishF32(b.stream, grid1D(rows), block1D, 0, dptr(dst), part.ptr, rows, int32(parts),
+			jstride, pstride, 1, divisor, 0)
 	})
 }
 
 // finish adds count rows of parts partials into dst (scale ±1, accumulate) — the second pass of the
 // fused kernels' per-example sums. Call on the worker.
 func (b *Backend) finish(dst cu.DevicePtr, part *buffer, count int64, parts int, scale float32, accumulate bool) error {
-	return b.k.ReduceFinishF32(b.stream, grid1D(count), block1D, 0, dst, part.ptr, count, int32(parts), scale, 1,
-		b32(accumulate))
+	return b.k.ReduceFinishF32(b.stream, grid1D(count), block1D, 0, dst, part.ptr, count, int32(parts), int64(parts), 1,
+		scale, 1, b32(accumulate))
 }

@@ -51,13 +51,14 @@ func randT[T Float](n int) []T {
 }
 
 // benchParams are the comparison case against PyTorch (N=64, 16×16,
-// 32→32, 3×3, with bias) and the model's hidden-width-128 coupling
+// 32→32, 3×3, with bias; on all cores and on one) and the model's hidden-width-128 coupling
 // convolutions at 14×14 (MNIST level 1, batch 64).
 var benchParams = []struct {
 	name string
 	p    Params
 }{
 	{"N64_16x16_32to32_K3", Params{N: 64, H: 16, W: 16, Cin: 32, Cout: 32, K: 3}},
+	{"N64_16x16_32to32_K3_threads1", Params{N: 64, H: 16, W: 16, Cin: 32, Cout: 32, K: 3, Threads: 1}},
 	{"N64_14x14_4to128_K3edge", Params{N: 64, H: 14, W: 14, Cin: 4, Cout: 128, K: 3, EdgeBias: true}},
 	{"N64_14x14_128to128_K1", Params{N: 64, H: 14, W: 14, Cin: 128, Cout: 128, K: 1}},
 	{"N64_14x14_128to8_K3edge", Params{N: 64, H: 14, W: 14, Cin: 128, Cout: 8, K: 3, EdgeBias: true}},

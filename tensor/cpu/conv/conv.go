@@ -211,13 +211,7 @@ func BackwardBias[T Float](p Params, dy, db []T, accumulate bool) {
 	workers := min(p.threads(), ceilDiv(rows*cout, 1<<15))
 	sums := make([]float64, workers*cout)
 	parallelFixed(workers, func(t int) {
-		s := sums[t*cout : (t+1)*cout]
-		r0, r1 := rows*t/workers, rows*(t+1)/workers
-		for r := r0; r < r1; r++ {
-			for c, v := range dy[r*cout : (r+1)*cout] {
-				s[c] += float64(v)
-			}
-		}
+		sumRows(dy, cout, rows*t/workers, rows*(t+1)/workers, sums[t*cout:(t+1)*cout])
 	})
 	for c := 0; c < cout; c++ {
 		var s float64
@@ -228,6 +222,28 @@ func BackwardBias[T Float](p Params, dy, db []T, accumulate bool) {
 			s += float64(db[c])
 		}
 		db[c] = T(s)
+	}
+}
+
+// sumRows adds rows [r0, r1) of the row-major matrix dy (cout columns) into
+// s in float64. Four rows are combined per pass so that each s[c] is loaded
+// and stored once per four rows rather than once per row.
+func sumRows[T Float](dy []T, cout, r0, r1 int, s []float64) {
+	s = s[:cout]
+	r := r0
+	for ; r+4 <= r1; r += 4 {
+		d0 := dy[r*cout : (r+1)*cout]
+		d1 := dy[(r+1)*cout : (r+2)*cout]
+		d2 := dy[(r+2)*cout : (r+3)*cout]
+		d3 := dy[(r+3)*cout : (r+4)*cout]
+		for c := range s {
+			s[c] += (float64(d0[c]) + float64(d1[c])) + (float64(d2[c]) + float64(d3[c]))
+		}
+	}
+	for ; r < r1; r++ {
+		for c, v := range dy[r*cout : (r+1)*cout] {
+			s[c] += float64(v)
+		}
 	}
 }
 

@@ -1,0 +1,145 @@
+package dlf
+
+import (
+	"math"
+	"testing"
+
+	"dlf/autodiff"
+	"dlf/tensor"
+	"dlf/tensor/cuda"
+	"dlf/tensor/cuda/cu/gputest"
+)
+
+// TestGPUParity runs the same model and batch on the CPU and on CUDA (float32) and requires the same
+// loss, per-example objective, gradients of every parameter and latents to 1e-4 relative, for DLF
+// (both decompositions, K = 4, recompute) and Glow. It skips without a GPU (REQUIRE_GPU=1 fails).
+func TestGPUParity(t *testing.T) {
+	dev := gputest.Device(t)
+	gb, err := cuda.NewOnDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gb.Close()
+	cases := []struct {
+		name string
+		edit func(c *Config)
+	}{
+		{"mnist-small/decomp=0", func(c *Config) {}},
+		{"mnist-small/decomp=1/recompute", func(c *Config) { c.Decomposition, c.Recompute = 1, true }},
+		{"cifar10-small/K=4/lu", func(c *Config) {
+			*c, _ = Preset("cifar10")
+			c.Depth, c.Width, c.Parts, c.InvConv = 3, 64, 4, InvConvLU
+		}},
+		{"glow-mnist-small", func(c *Config) { *c, _ = Preset("glow-mnist"); c.Depth, c.Width = 3, 64 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := Preset("mnist")
+			cfg.Depth, cfg.Width = 4, 64
+			tc.edit(&cfg)
+			cm, err := New(cfg, testBackend(), tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gm, err := New(cfg, gb, tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := testRand(t, 51)
+			const n = 8
+			imgs := make([]uint8, n*cfg.Dims())
+			for i := range imgs {
+				imgs[i] = uint8(r.IntN(256))
+			}
+			cx, _, err := cm.Preprocess(imgs, n, false, 3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gx, _, err := gm.Preprocess(imgs, n, false, 3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, s := maxAbsDiff(gx.Float64s(), cx.Float64s()); d > 1e-6*s {
+				t.Fatalf("preprocessed batches differ by %g", d)
+			}
+			if err := cm.DataInit(cx, nil); err != nil {
+				t.Fatal(err)
+			}
+			perturb(r, cm.Params(), 0.02)
+			if err := gm.CopyFrom(cm); err != nil {
+				t.Fatal(err)
+			}
+			type out struct {
+				loss  float64
+				obj   []float64
+				grads [][]float64
+			}
+			run := func(m *Model, x *tensor.Tensor) out {
+				tp := autodiff.NewTape()
+				res, err := m.Forward(tp, x, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tp.Backward(res.Loss); err != nil {
+					t.Fatal(err)
+				}
+				o := out{loss: res.Loss.Value.Item(), obj: res.Objective.Value.Float64s()}
+				res.Release()
+				for _, p := range m.Params() {
+					if p.Trainable {
+						o.grads = append(o.grads, p.Var.Grad.Float64s())
+					}
+				}
+				m.ZeroGrad()
+				if err := m.Backend().Sync(); err != nil {
+					t.Fatal(err)
+				}
+				return o
+			}
+			c, g := run(cm, cx), run(gm, gx)
+			if math.Abs(c.loss-g.loss) > 1e-4*math.Abs(c.loss) {
+				t.Errorf("loss: cpu %.8g, cuda %.8g", c.loss, g.loss)
+			}
+			if d, s := maxAbsDiff(g.obj, c.obj); d > 1e-4*s {
+				t.Errorf("objective differs by %.3g (scale %.3g)", d, s)
+			}
+			worst, worstName := 0.0, ""
+			i := 0
+			for _, p := range cm.Params() {
+				if !p.Trainable {
+					continue
+				}
+				d, s := maxAbsDiff(g.grads[i], c.grads[i])
+				if s > 0 && d/s > worst {
+					worst, worstName = d/s, p.Name
+				}
+				if d > 1e-4*s {
+					t.Errorf("gradient of %s: cuda differs from cpu by %.3g relative (scale %.3g)", p.Name, d/s, s)
+				}
+				i++
+			}
+			t.Logf("loss cpu %.8g cuda %.8g; worst gradient difference %.2g relative (%s)", c.loss, g.loss, worst, worstName)
+
+			ce, err := cm.Encode(cx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ge, err := gm.Encode(gx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for l := range ce.Z {
+				if d, s := maxAbsDiff(ge.Z[l].Float64s(), ce.Z[l].Float64s()); d > 1e-4*s {
+					t.Errorf("latent %d differs by %.3g relative", l, d/s)
+				}
+			}
+			xr, err := gm.Decode(ge.Z, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := maxAbsDiff(xr.Float64s(), gx.Float64s()); d > 1e-4 {
+				t.Errorf("cuda Decode(Encode(x)) differs from x by %.3g", d)
+			}
+		})
+	}
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"dlf/autodiff/optim"
+	"dlf/data"
+	"dlf/dlf"
+	"dlf/tensor/safetensors"
+)
+
+// Checkpoint metadata keys (safetensors "__metadata__"), next to optim's optimizer and EMA keys.
+const (
+	metaFormat = "format"
+	metaConfig = "config"
+	metaTrain  = "train"
+	// formatV1 names this layout; a file without it was not written by the driver.
+	formatV1 = "dlf-driver/1"
+)
+
+// trainState is everything besides tensors that a resumed run needs to continue exactly where the
+// interrupted one stopped.
+type trainState struct {
+	// Step is the number of optimizer updates done.
+	Step int `json:"step"`
+	// Pos is the loader position of the next batch (its Epoch is the current epoch).
+	Pos data.Position `json:"position"`
+	// NoiseOffset is the next unused Philox offset of the dequantisation noise stream.
+	NoiseOffset uint64 `json:"noise_offset"`
+	// Seconds is the training wall time of every session so far (the CSVs' clock).
+	Seconds float64 `json:"seconds"`
+	// BestTest is the lowest test bits/dim seen, at BestStep (−1: none yet).
+	BestTest float64 `json:"best_test_bits"`
+	BestStep int     `json:"best_step"`
+	// LRScale multiplies the schedule; --nan_policy lower_lr halves it after a non-finite loss.
+	LRScale float64 `json:"lr_scale"`
+	// Sums accumulate the current epoch's training metrics for its train.csv row.
+	Sums epochSums `json:"epoch_sums"`
+	// PendingEpochEnd is an epoch whose end-of-epoch work (test, samples, plot) has not finished
+	// (−1: none); a resumed run does it first.
+	PendingEpochEnd int `json:"pending_epoch_end"`
+}
+
+// epochSums are running sums of per-step metrics, weighted by batch size.
+type epochSums struct {
+	Loss   float64 `json:"loss"`
+	Bits   float64 `json:"bits_x"`
+	L2     float64 `json:"l2_loss"`
+	Images int     `json:"images"`
+}
+
+func (s *epochSums) add(loss, bits, l2 float64, n int) {
+	s.Loss += loss * float64(n)
+	s.Bits += bits * float64(n)
+	s.L2 += l2 * float64(n)
+	s.Images += n
+}
+
+func (s epochSums) mean() (loss, bits, l2 float64) {
+	if s.Images == 0 {
+		return 0, 0, 0
+	}
+	n := float64(s.Images)
+	return s.Loss / n, s.Bits / n, s.L2 / n
+}
+
+func newTrainState() trainState {
+	return trainState{BestStep: -1, LRScale: 1, PendingEpochEnd: -1}
+}
+
+// allParams returns every model tensor (trainable or buffer) under its checkpoint name, the list
+// optim.SaveCheckpoint and LoadCheckpoint write and read.
+func allParams(m *dlf.Model) []optim.Param {
+	ps := m.Params()
+	out := make([]optim.Param, len(ps))
+	for i, p := range ps {
+		out[i] = optim.Param{Name: p.Name, Var: p.Var}
+	}
+	return out
+}
+
+// saveCheckpoint writes the model, optimizer, EMA and state to path atomically.
+func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA, st trainState) error {
+	cfg := m.Config()
+	sj, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{metaFormat: formatV1, metaConfig: cfg.JSON(), metaTrain: string(sj)}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := optim.SaveCheckpoint(path, allParams(m), opt, ema, meta); err != nil {
+		return fmt.Errorf("saving checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkpointInfo is a checkpoint's metadata, read without building a model.
+type checkpointInfo struct {
+	path  string
+	cfg   dlf.Config
+	state trainState
+	// hasTrain is false for files without driver training state (e.g. written by other tools).
+	hasTrain bool
+}
+
+// readCheckpointInfo reads and validates a checkpoint's metadata.
+func readCheckpointInfo(path string) (checkpointInfo, error) {
+	f, err := safetensors.Read(path)
+	if err != nil {
+		return checkpointInfo{}, fmt.Errorf("cannot read checkpoint: %v", err)
+	}
+	return checkpointInfoFrom(path, f.Meta)
+}
+
+func checkpointInfoFrom(path string, meta map[string]string) (checkpointInfo, error) {
+	raw, ok := meta[metaConfig]
+	if !ok {
+		return checkpointInfo{}, fmt.Errorf("checkpoint %s has no %q metadata: it was not written by dlf", path, metaConfig)
+	}
+	cfg, err := dlf.ParseConfig([]byte(raw))
+	if err != nil {
+		return checkpointInfo{}, fmt.Errorf("checkpoint %s holds an invalid model configuration: %v", path, err)
+	}
+	info := checkpointInfo{path: path, cfg: cfg, state: newTrainState()}
+	if s, ok := meta[metaTrain]; ok {
+		if err := json.Unmarshal([]byte(s), &info.state); err != nil {
+			return checkpointInfo{}, fmt.Errorf("checkpoint %s: training state %q: %v", path, s, err)
+		}
+		if info.state.Step < 0 || info.state.Pos.Epoch < 0 || info.state.Pos.Index < 0 || !(info.state.LRScale > 0) {
+			return checkpointInfo{}, fmt.Errorf("checkpoint %s: training state %q is out of range", path, s)
+		}
+		info.hasTrain = true
+	}
+	return info, nil
+}
+
+// loadCheckpoint restores the model (and optimizer and EMA when non-nil) from path.
+func loadCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA) (checkpointInfo, error) {
+	meta, err := optim.LoadCheckpoint(path, allParams(m), opt, ema)
+	if err != nil {
+		return checkpointInfo{}, fmt.Errorf("cannot load checkpoint %s: %v", path, err)
+	}
+	return checkpointInfoFrom(path, meta)
+}
+
+// checkpointDir is where train keeps its rolling checkpoints.
+func checkpointDir(results string) string { return filepath.Join(results, "checkpoints") }
+
+// bestPath is the checkpoint with the lowest test bits/dim.
+func bestPath(results string) string { return filepath.Join(results, "best.safetensors") }
+
+// stepPath names the rolling checkpoint of a step.
+func stepPath(results string, step int) string {
+	return filepath.Join(checkpointDir(results), fmt.Sprintf("step-%09d.safetensors", step))
+}
+
+// listCheckpoints returns the rolling checkpoints of a results directory, newest (highest step)
+// first.
+func listCheckpoints(results string) ([]string, error) {
+	ents, err := os.ReadDir(checkpointDir(results))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	type ck struct {
+		step int
+		path string
+	}
+	var cks []ck
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasPrefix(name, "step-") || !strings.HasSuffix(name, ".safetensors") {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "step-"), ".safetensors"))
+		if err != nil {
+			continue
+		}
+		cks = append(cks, ck{n, filepath.Join(checkpointDir(results), name)})
+	}
+	sort.Slice(cks, func(i, j int) bool { return cks[i].step > cks[j].step })
+	out := make([]string, len(cks))
+	for i, c := range cks {
+		out[i] = c.path
+	}
+	return out, nil
+}
+
+// pruneCheckpoints deletes all but the newest keep rolling checkpoints.
+func pruneCheckpoints(results string, keep int) error {
+	cks, err := listCheckpoints(results)
+	if err != nil {
+		return err
+	}
+	for i := keep; i < len(cks); i++ {
+		if err := os.Remove(cks[i]); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveCheckpoint turns --checkpoint (a file, or a results directory whose best or newest
+// checkpoint is meant) into a file path.
+func resolveCheckpoint(arg, which string) (string, error) {
+	if arg == "" {
+		return "", fmt.Errorf("--checkpoint is required: a .safetensors file or a training results directory")
+	}
+	st, err := os.Stat(arg)
+	if err != nil {
+		return "", fmt.Errorf("--checkpoint %s does not exist", arg)
+	}
+	if !st.IsDir() {
+		return arg, nil
+	}
+	switch which {
+	case "best":
+		if _, err := os.Stat(bestPath(arg)); err == nil {
+			return bestPath(arg), nil
+		}
+		fallthrough
+	case "last":
+		cks, err := listCheckpoints(arg)
+		if err != nil {
+			return "", fmt.Errorf("--checkpoint %s: %v", arg, err)
+		}
+		if len(cks) == 0 {
+			return "", fmt.Errorf("--checkpoint %s is a directory without checkpoints (no best.safetensors, nothing in checkpoints/)", arg)
+		}
+		return cks[0], nil
+	}
+	return "", fmt.Errorf("--which %q: want best or last", which)
+}
