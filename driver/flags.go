@@ -30,22 +30,22 @@ type configFlag struct {
 func (f configFlag) name() string { return f.flag.Names()[0] }
 
 func intField(name, usage string, arch bool, field func(*dlf.Config) *int) configFlag {
-	return configFlag{flag: &cli.IntFlag{Name: name, Usage: usage + " (default: the preset's)"}, arch: arch,
+	return configFlag{flag: &cli.IntFlag{Name: name, Usage: usage, DefaultText: "the preset's"}, arch: arch,
 		apply: func(c *cli.Context, cfg *dlf.Config) { *field(cfg) = c.Int(name) }}
 }
 
 func floatField(name, usage string, arch bool, field func(*dlf.Config) *float64) configFlag {
-	return configFlag{flag: &cli.Float64Flag{Name: name, Usage: usage + " (default: the preset's)"}, arch: arch,
+	return configFlag{flag: &cli.Float64Flag{Name: name, Usage: usage, DefaultText: "the preset's"}, arch: arch,
 		apply: func(c *cli.Context, cfg *dlf.Config) { *field(cfg) = c.Float64(name) }}
 }
 
 func stringField(name, usage string, arch bool, field func(*dlf.Config) *string) configFlag {
-	return configFlag{flag: &cli.StringFlag{Name: name, Usage: usage + " (default: the preset's)"}, arch: arch,
+	return configFlag{flag: &cli.StringFlag{Name: name, Usage: usage, DefaultText: "the preset's"}, arch: arch,
 		apply: func(c *cli.Context, cfg *dlf.Config) { *field(cfg) = c.String(name) }}
 }
 
 func boolField(name, usage string, arch bool, field func(*dlf.Config) *bool) configFlag {
-	return configFlag{flag: &cli.BoolFlag{Name: name, Usage: usage + " (default: the preset's)"}, arch: arch,
+	return configFlag{flag: &cli.BoolFlag{Name: name, Usage: usage, DefaultText: "the preset's"}, arch: arch,
 		apply: func(c *cli.Context, cfg *dlf.Config) { *field(cfg) = c.Bool(name) }}
 }
 
@@ -82,7 +82,7 @@ func configFlags() []configFlag {
 		floatField("beta2", "second-moment decay (0: Glow's 1 − 1/iterations per epoch)", false, func(c *dlf.Config) *float64 { return &c.Beta2 }),
 		floatField("weight_decay", "multiplicative weight decay per step (1: off)", false, func(c *dlf.Config) *float64 { return &c.WeightDecay }),
 		floatField("polyak_decay", "decay of the parameters' moving average kept in checkpoints (0: off)", false, func(c *dlf.Config) *float64 { return &c.PolyakDecay }),
-		{flag: &cli.Uint64Flag{Name: "seed", Usage: "seeds initialisation, data order and noise (default: the preset's, 199512)"},
+		{flag: &cli.Uint64Flag{Name: "seed", Usage: "seeds initialisation, data order and noise", DefaultText: "the preset's, 199512"},
 			apply: func(c *cli.Context, cfg *dlf.Config) { cfg.Seed = c.Uint64("seed") }},
 	}
 }
@@ -103,7 +103,7 @@ func presetForProblem(problem string) (string, bool) {
 func problemFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "problem", Usage: "dataset: " + strings.Join(data.Problems(), ", ")},
-		&cli.StringFlag{Name: "data_dir", Usage: "directory holding the dataset's files (default: data/<problem>, where `driver data fetch` puts it)"},
+		&cli.StringFlag{Name: "data_dir", Usage: "directory holding the dataset's files (default: data/<problem>, where 'driver data fetch' puts it)"},
 		&cli.IntFlag{Name: "image_size", Usage: "side length images are resized to (folder and celeba problems)"},
 		&cli.BoolFlag{Name: "center_crop", Usage: "crop folder images to their centred square before resizing"},
 		&cli.IntFlag{Name: "channels", Value: 3, Usage: "channels of folder images: 1 (gray) or 3 (RGB)"},

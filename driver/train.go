@@ -418,8 +418,8 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	fmt.Fprintf(out, "model:   %s\n", describeModel(cfg, t.m.NumParams()))
 	if o.cpuReduced {
 		full, _ := dlf.Preset(o.presetName)
-		fmt.Fprintf(out, "         (the CPU default: the %s preset at depth %d, width %d, batch %d; --preset %s trains the full %d-parameter model)\n",
-			o.presetName, cfg.Depth, cfg.Width, cfg.BatchSize, o.presetName, full.NumParams())
+		fmt.Fprintf(out, "         (the CPU default: the %s preset at depth %d, width %d, batch %d; --preset %s trains the full %s-parameter model)\n",
+			o.presetName, cfg.Depth, cfg.Width, cfg.BatchSize, o.presetName, commas(full.NumParams()))
 	}
 	fmt.Fprintf(out, "device:  %s\n", dev.desc)
 	fmt.Fprintf(out, "data:    %s: %d training images (%d steps of %d per epoch), %d test images, from %s\n",

@@ -153,10 +153,6 @@ func (b *Backend) Binary(op tensor.BinaryOp, dst, a, bt *tensor.Tensor, bc tenso
 	}
 }
 
-// smallMod is the row length below which reductions walk a block with a rotating channel index
-// instead of an inner loop per row.
-const smallMod = 16
-
 // tileElems is the length a narrow per-channel Binary operand is repeated to (a multiple of its
 // period), so that the vector-vector loop runs long stretches.
 const tileElems = 256

@@ -50,8 +50,7 @@ func reduce[T float](b *Backend, op tensor.ReduceOp, axes tensor.ReduceAxes, dst
 				acc := part.data[i*c : (i+1)*c]
 				clear(acc)
 				if c < smallMod {
-					// Narrow rows (the flows' 4–8 channels): one pass over the block with a
-					// rotating channel index instead of a short inner loop per row.
+					// Narrow rows (the flows' 4–12 channels): several rows at a time.
 					channelSumsNarrow(acc, src[r0*c:r1*c], sq)
 					continue
 				}
@@ -127,6 +126,9 @@ func sum[T float](x []T, sq bool) float64 {
 	}
 	return (s0 + s1) + (s2 + s3)
 }
+
+// smallMod is the row length below which per-channel sums use channelSumsNarrow.
+const smallMod = 16
 
 // narrowSpan is the least row length channelSumsNarrow hands to channelSumsWide.
 const narrowSpan = 64
