@@ -12,10 +12,19 @@ PTX       := $(CU_SRC:.cu=.ptx)
 PROBLEM   ?= mnist
 DATA_DIR  ?= data
 TEST_TIMEOUT ?= 20m
+# The CPU CUDA emulator (scripts/cudaemu): where it is built and which kernel sources it compiles.
+EMU_DIR     ?= bin/cudaemu
+EMU_KERNELS ?= kernels
+# Tests that emu-test skips because they test the NVIDIA driver itself, not dlf's kernels: the
+# emulator runs only kernels compiled from kernels/*.cu and never JIT-compiles PTX, so the
+# hand-written probe PTX of TestGPULaunchMarshalling cannot run and TestGPUModuleJITErrorLog has no
+# ptxas error log to check. Argument marshalling is still exercised by every emulated launch.
+EMU_SKIP    := ^(TestGPULaunchMarshalling|TestGPUModuleJITErrorLog)$$
 
 export CGO_ENABLED = 0
 
-.PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean
+.PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean \
+	cuda-emu emu-test
 
 help:
 	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/launch_gen.go (needs nvcc 11.8)"
@@ -27,6 +36,8 @@ help:
 	@echo "make train         build, fetch MNIST, train the mnist preset on the best device"
 	@echo "make check-kernels regenerate PTX and launchers and fail if they differ from what is committed"
 	@echo "make ptxas-report  assemble every PTX for sm_80 and sm_90 and print registers/spills"
+	@echo "make cuda-emu      build the CPU CUDA emulator $(EMU_DIR)/libcuda_emu.so from $(EMU_KERNELS)/*.cu (needs g++)"
+	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~5 min)"
 
 kernels: nvcc-check $(PTX)
 	$(GO) run ./kernels/gen
@@ -77,6 +88,17 @@ check-kernels:
 
 ptxas-report:
 	scripts/ptxas-report.sh $(PTX)
+
+# The CUDA driver emulator: kernels/*.cu compiled as C++ behind a fake libcuda, so that the CUDA
+# backend's tests run on machines without a GPU. build.sh skips the build when nothing changed.
+cuda-emu:
+	scripts/cudaemu/build.sh $(EMU_DIR) $(EMU_KERNELS)
+
+# Every GPU test of the CUDA packages on the emulator: conformance against float64 references, CPU
+# parity, kernel launches, sticky errors. REQUIRE_GPU=1 makes a failure to load the emulator fatal.
+emu-test: cuda-emu
+	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
+	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/
 
 vet:
 	$(GO) vet ./...

@@ -62,6 +62,9 @@
 //     storing backward to rounding (TestRecomputeGradients).
 //   - With the LU 1x1 conv (Config.InvConv "lu", used by the glow-* presets) the L2 term applies to the
 //     composed W; the reference only has the L2 term with the full form.
+//   - The full 1x1 conv's log|det W| and W⁻ᵀ (its gradient) are computed on the host in float64, as
+//     the reference computes log|det W| in float64: one C×C download per step and pass, which is a
+//     device synchronisation on CUDA. The LU form keeps everything on the device.
 //   - h0 of the first DLT part is stored flat, [2·C_1], instead of the reference's [1,1,1,2·C_1].
 //   - A singular 1x1-conv matrix gives a −Inf log-determinant (and NaN loss) in the forward pass and an
 //     error from Decode, instead of TensorFlow's "Input is not invertible" exception.

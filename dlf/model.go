@@ -201,7 +201,8 @@ type Result struct {
 	// Loss is the scalar to minimise: mean bits/dim plus the L2 term (dlf-spec §2.7).
 	Loss *autodiff.Var
 	// Objective is the per-example objective [N] in nats: −D·ln(n_bins) + Σ log-determinants +
-	// Σ prior log-densities, the log-likelihood of the dequantised data under the discrete model.
+	// Σ prior log-densities, the log-density of the dequantised batch in n_bins units per dimension,
+	// which lower-bounds the log-likelihood of the discrete images (dlf-spec §2.7).
 	Objective *autodiff.Var
 	// BitsPerDim is the per-example −Objective/(D·ln 2) [N]; its mean is the reported bits/dim.
 	BitsPerDim *autodiff.Var

@@ -221,6 +221,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	spec.fitTo(cfg)
 	split := c.String("split")
 	if split != "train" && split != "test" {
 		return fmt.Errorf("--split %q: want train or test", split)

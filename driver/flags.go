@@ -115,6 +115,8 @@ type dataSpec struct {
 	problem string
 	dir     string
 	opts    data.Options
+	// modeSet records an explicit --channels, which fitTo must not override.
+	modeSet bool
 }
 
 // parseDataSpec reads the dataset flags; problem is the name to use when --problem is unset.
@@ -126,7 +128,7 @@ func parseDataSpec(c *cli.Context, problem string) (dataSpec, error) {
 	if !ok {
 		return dataSpec{}, fmt.Errorf("--problem %q is not a known dataset (have %s)", problem, strings.Join(data.Problems(), ", "))
 	}
-	s := dataSpec{problem: info.Name, dir: c.String("data_dir")}
+	s := dataSpec{problem: info.Name, dir: c.String("data_dir"), modeSet: c.IsSet("channels")}
 	if s.dir == "" {
 		s.dir = filepath.Join("data", info.Name)
 	}
@@ -161,7 +163,10 @@ func shapeFromProblem(cfg *dlf.Config, s dataSpec) {
 	cfg.Problem = info.Name
 	if info.Shape.H > 0 {
 		cfg.ImageH, cfg.ImageW, cfg.ImageC = info.Shape.H, info.Shape.W, info.Shape.C
-	} else if s.opts.Size > 0 {
+	} else if s.opts.Size == 0 {
+		// The images decide (celeba TFRecords, an image folder at its native size): 0 until read.
+		cfg.ImageH, cfg.ImageW, cfg.ImageC = 0, 0, 0
+	} else {
 		cfg.ImageH, cfg.ImageW = s.opts.Size, s.opts.Size
 		cfg.ImageC = info.Shape.C
 		if cfg.ImageC == 0 {
@@ -173,6 +178,21 @@ func shapeFromProblem(cfg *dlf.Config, s dataSpec) {
 	}
 	if info.Classes > 0 {
 		cfg.NumClasses = info.Classes
+	}
+}
+
+// fitTo makes a problem whose image shape comes from the data (celeba, folder) decode to a trained
+// model's size and channels unless --image_size or --channels say otherwise.
+func (s *dataSpec) fitTo(cfg dlf.Config) {
+	info, _ := data.LookupProblem(s.problem)
+	if info.Shape.H != 0 {
+		return
+	}
+	if s.opts.Size == 0 && cfg.ImageH == cfg.ImageW {
+		s.opts.Size = cfg.ImageH
+	}
+	if !s.modeSet && cfg.ImageC == 1 {
+		s.opts.Mode = data.ModeGray
 	}
 }
 

@@ -99,15 +99,19 @@ func writeLossPlot(results, path, title string) error {
 	return os.Rename(tmp, path)
 }
 
-// logTicks labels a log axis at 1, 2, 3 and 5 times each power of ten, since bits/dim rarely spans more
-// than one decade and plot.LogTicks labels only the powers themselves.
+// logTicks labels a log axis at 1, 2, 3 and 5 times each power of ten (finer over a narrow range),
+// since bits/dim rarely spans more than a decade or two and plot.LogTicks labels only the powers.
 type logTicks struct{}
 
 // Ticks implements plot.Ticker.
 func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	mantissas := []float64{1, 2, 3, 5}
+	if hi/lo < 20 {
+		mantissas = []float64{1, 1.5, 2, 3, 4, 5, 6, 7, 8}
+	}
 	var ts []plot.Tick
 	for p := math.Floor(math.Log10(lo)); p <= math.Ceil(math.Log10(hi)); p++ {
-		for _, m := range []float64{1, 2, 3, 5} {
+		for _, m := range mantissas {
 			v := m * math.Pow(10, p)
 			if v >= lo && v <= hi {
 				ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})

@@ -27,10 +27,17 @@ type progress struct {
 	start    time.Time
 	lastDraw time.Time
 	open     bool // a tty line is drawn without its newline
+	// cols is the terminal's width: a redrawn line must not wrap, or "\r" returns to its last row
+	// only and every redraw leaves a line behind.
+	cols int
 }
 
 func newProgress(w io.Writer, every int) *progress {
-	return &progress{w: w, tty: isTerminal(w), every: max(every, 1), maxQuiet: 15 * time.Second}
+	p := &progress{w: w, tty: isTerminal(w), every: max(every, 1), maxQuiet: 15 * time.Second}
+	if p.tty {
+		p.cols = terminalWidth(w)
+	}
+	return p
 }
 
 func isTerminal(w io.Writer) bool {
@@ -40,6 +47,32 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// terminalWidth returns the width of the terminal w writes to (0: unknown).
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
+}
+
+// fit cuts s to fewer than cols characters (cols ≤ 0: no limit); the fields are ordered so that the
+// least important ones come last.
+func fit(s string, cols int) string {
+	if cols <= 0 {
+		return s
+	}
+	r := []rune(s)
+	if len(r) < cols {
+		return s
+	}
+	return string(r[:cols-1])
 }
 
 // beginEpoch starts a new bar for an epoch of total steps, of which done are already behind us.
@@ -71,7 +104,7 @@ func (p *progress) update(s stepStats) bool {
 	p.lastDraw = now
 	line := p.format(s, now)
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		fmt.Fprintf(p.w, "\r\033[K%s", fit(line, p.cols))
 		p.open = !last
 		if last {
 			fmt.Fprintln(p.w)
@@ -91,18 +124,21 @@ func (p *progress) breakLine() {
 }
 
 func (p *progress) format(s stepStats, now time.Time) string {
-	const width = 20
+	width := 20
+	if p.cols > 0 && p.cols < 140 {
+		width = 10
+	}
 	frac := 0.0
 	if p.total > 0 {
 		frac = min(float64(s.EpochStep)/float64(p.total), 1)
 	}
-	filled := int(frac * width)
+	filled := int(frac * float64(width))
 	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
 	eta := "?"
 	if done := s.EpochStep - p.first; done > 0 && p.total > 0 {
 		el := now.Sub(p.start)
 		eta = (time.Duration(float64(el) / float64(done) * float64(p.total-s.EpochStep))).Round(time.Second).String()
 	}
-	return fmt.Sprintf("epoch %d %s %d/%d  step %d  loss %.4f  bits/dim %.4f  %.1f img/s  data-wait %.1f%%  lr %.3g  ETA %s",
-		p.epoch, bar, s.EpochStep, p.total, s.Step, s.Loss, s.BitsPerDim, s.ImagesPerSec, 100*s.DataWait, s.LR, eta)
+	return fmt.Sprintf("epoch %d %s %d/%d step %d loss %.4f bits/dim %.4f %.0f img/s data-wait %.1f%% ETA %s lr %.3g",
+		p.epoch, bar, s.EpochStep, p.total, s.Step, s.Loss, s.BitsPerDim, s.ImagesPerSec, 100*s.DataWait, eta, s.LR)
 }

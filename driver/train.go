@@ -209,6 +209,7 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 		if spec, err = parseDataSpec(c, cfg.Problem); err != nil {
 			return nil, err
 		}
+		spec.fitTo(cfg)
 		if c.IsSet("preset") {
 			pc, err := dlf.Preset(o.presetName)
 			if err != nil {
@@ -428,7 +429,9 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	if err := os.MkdirAll(o.results, 0o755); err != nil {
 		return fmt.Errorf("--results_dir: %v", err)
 	}
-	keep := -1
+	// Log rows past the step training continues from are dropped: a resumed run writes them again,
+	// and a new run (step 0) starts its logs afresh.
+	keep := 0
 	if r := o.resumeFrom; r != nil {
 		for _, e := range o.resumeErrors {
 			fmt.Fprintf(out, "warning: skipping a damaged checkpoint: %s\n", e)
@@ -879,7 +882,12 @@ func (t *trainer) epochEnd(epoch int) error {
 		paths = append(paths, path)
 	}
 	plotPath := filepath.Join(t.o.results, "loss.png")
-	title := fmt.Sprintf("%s, %s", t.cfg.Problem, filepath.Base(t.o.results))
+	flow := fmt.Sprintf("DLF K=%d", t.cfg.Parts)
+	if t.cfg.Flow == dlf.FlowGlow {
+		flow = "Glow"
+	}
+	title := fmt.Sprintf("%s: %s, %d levels × depth %d, width %d, batch %d (%s parameters)",
+		t.cfg.Problem, flow, t.cfg.Levels, t.cfg.Depth, t.cfg.Width, t.cfg.BatchSize, commas(t.m.NumParams()))
 	if err := writeLossPlot(t.o.results, plotPath, title); err != nil {
 		return err
 	}

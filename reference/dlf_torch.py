@@ -19,7 +19,7 @@ Modes:
       the top latent). Used by dlf's Go test TestPyTorchTwin.
 
   dlf_torch.py --bench [--preset NAME | --config FILE] [--batch N] [--device cpu|cuda]
-               [--iters K] [--warmup W] [--dtype float32|float64] [--seed S]
+               [--iters K] [--warmup W] [--dtype float32|float64] [--seed S] [--threads T]
       Times forward + backward of the mean-bits/dim loss on a random uint8 batch and prints one JSON
       object: preset, device, dtype, batch, params, per-iteration times in ms (median, min, all),
       images per second and the torch version. `driver bench --compare` runs this.
@@ -584,7 +584,10 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         if args.check:
             if not args.out or len(args.out) != len(args.check):

@@ -97,7 +97,8 @@ type Backend interface {
 
 	// GaussianLogProb adds Σ log N(z; μ, σ) per example to lp [N] and, when eps is non-nil, writes
 	// eps = (z − μ)·exp(−log σ); see GaussianParams for how (μ, log σ) come from the parameters p.
-	// lp and dlp below are required; alpha, beta, dalpha and dbeta are nil unless Bounded.
+	// lp and dlp below are required; alpha, beta, dalpha and dbeta are used only when Bounded and are
+	// otherwise ignored (they may be nil).
 	GaussianLogProb(g GaussianParams, lp, eps, z, p, alpha, beta *Tensor)
 	// GaussianLogProbBackward computes dz, dp, dalpha, dbeta from the per-example gradient dlp [N].
 	GaussianLogProbBackward(g GaussianParams, dz, dp, dalpha, dbeta, z, p, alpha, beta, dlp *Tensor)

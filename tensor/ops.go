@@ -24,16 +24,27 @@ func mustSame(op string, ts ...*Tensor) Backend {
 	return be
 }
 
+// mustShape and mustNumel format only on failure, through functions that take strings, so that the
+// Shape literals callers pass do not escape to the heap: these checks run on every op of the
+// training step and must not allocate.
 func mustShape(op, name string, t *Tensor, want Shape) {
 	if !t.shape.Equal(want) {
-		panic(fmt.Sprintf("tensor: %s: %s has shape %v, want %v", op, name, t.shape, want))
+		shapePanic(op, name, t.shape.String(), want.String())
 	}
+}
+
+func shapePanic(op, name, got, want string) {
+	panic(fmt.Sprintf("tensor: %s: %s has shape %s, want %s", op, name, got, want))
 }
 
 func mustNumel(op, name string, t *Tensor, want int) {
 	if t.st.n != want {
-		panic(fmt.Sprintf("tensor: %s: %s has shape %v (%d elements), want %d elements", op, name, t.shape, t.st.n, want))
+		numelPanic(op, name, t.shape.String(), t.st.n, want)
 	}
+}
+
+func numelPanic(op, name, shape string, n, want int) {
+	panic(fmt.Sprintf("tensor: %s: %s has shape %s (%d elements), want %d elements", op, name, shape, n, want))
 }
 
 // Fill sets every element of dst to v.

@@ -16,7 +16,7 @@
 # that file to force a rebuild.
 #
 # Needs bash, g++ (C++17; CI and dev machines have g++ 12) and python3. CXX and PYTHON override the
-# tools.
+# tools; EMU_CXXFLAGS adds compiler flags.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +45,9 @@ out=$(cd "$out" && pwd)
 # entry points are exported (the library is opened RTLD_GLOBAL; kernel names must not leak).
 flags=(-std=c++17 -O2 -g -fPIC -pthread -fvisibility=hidden -fno-math-errno -ffp-contract=off)
 if grep -qw fma /proc/cpuinfo 2>/dev/null; then flags+=(-mfma); fi
+# EMU_CXXFLAGS adds flags, e.g. -DEMU_UCONTEXT (portable fiber switch) or -O0 for a debugger.
+read -r -a extra <<<"${EMU_CXXFLAGS:-}"
+flags+=("${extra[@]}")
 
 # The inputs that determine the library, hashed; identical inputs mean nothing to do.
 inputs=$(

@@ -175,9 +175,8 @@ static inline long long __double_as_longlong(double d) { long long x; memcpy(&x,
 template <class T>
 static inline T __ldg(const T* p) { return *p; }
 
-// Fast-math intrinsics, evaluated accurately (the GPU's approximations are not modeled).
-static inline float __expf(float x) { return expf(x); }
-static inline float __logf(float x) { return logf(x); }
+// Fast-math intrinsics, evaluated accurately (the GPU's approximations are not modeled). __expf
+// and __logf need nothing: glibc's <math.h> declares them as aliases of expf and logf.
 static inline float __fdividef(float a, float b) { return a / b; }
 static inline float __saturatef(float x) { return x != x ? 0.0f : fminf(fmaxf(x, 0.0f), 1.0f); }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }

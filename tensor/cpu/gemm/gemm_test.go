@@ -539,3 +539,11 @@ func TestGemmPackedA(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelFamily(t *testing.T) {
+	want := map[kernelID]string{kernelAVX512: "AVX-512", kernelAVX2: "AVX2+FMA", kernelGo: "portable Go"}[resolve(kernelAuto)]
+	if got := KernelFamily(); got != want {
+		t.Fatalf("KernelFamily() = %q, want %q", got, want)
+	}
+	t.Logf("kernel family: %s", KernelFamily())
+}

@@ -169,3 +169,16 @@ func storeRow4[T float](c []T, v0, v1, v2, v3, alpha, beta T) {
 	c[2] = alpha*v2 + beta*c[2]
 	c[3] = alpha*v3 + beta*c[3]
 }
+
+// KernelFamily names the micro-kernel family that automatic selection uses
+// on this CPU — "AVX-512", "AVX2+FMA" or "portable Go" — for diagnostics
+// such as the driver's info command.
+func KernelFamily() string {
+	switch resolve(kernelAuto) {
+	case kernelAVX512:
+		return "AVX-512"
+	case kernelAVX2:
+		return "AVX2+FMA"
+	}
+	return "portable Go"
+}
