@@ -37,7 +37,7 @@ help:
 	@echo "make check-kernels regenerate PTX and launchers and fail if they differ from what is committed"
 	@echo "make ptxas-report  assemble every PTX for sm_80 and sm_90 and print registers/spills"
 	@echo "make cuda-emu      build the CPU CUDA emulator $(EMU_DIR)/libcuda_emu.so from $(EMU_KERNELS)/*.cu (needs g++)"
-	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~5 min)"
+	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~1 min)"
 
 kernels: nvcc-check $(PTX)
 	$(GO) run ./kernels/gen

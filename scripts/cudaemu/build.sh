@@ -7,9 +7,11 @@
 # (DLF_LIBCUDA=.../libcuda_emu.so REQUIRE_GPU=1). To test a modified copy of the kernels without
 # touching kernels/, pass the copy: build.sh /tmp/emu-copy /tmp/kernels-copy.
 #
-# Each .cu is compiled as C++17 by g++ with emu.h force-included (see emu.h for the execution model
-# and what it does not model), wrapped by gen_dispatch.py, and linked with the fiber scheduler, the
-# PTX reader and the fake driver into one shared library. Everything happens in a temporary
+# Each .cu is compiled as C++17 by g++ with emu.h force-included, wrapped by gen_dispatch.py, and
+# linked with the fiber scheduler (fiber.cpp: every CUDA thread a fiber, real barriers), the PTX
+# reader and the fake driver (driver.cpp: how a wild pointer becomes the sticky error 700) into one
+# shared library. It checks kernel logic only: memory ordering, timing, ptxas register allocation
+# and real occupancy are not modeled (emu.h lists every gap). Everything happens in a temporary
 # directory; the library is then moved into OUT_DIR in one rename, so a test process that still has
 # the old one mapped is not disturbed. The build is skipped when OUT_DIR holds a library built from
 # the same inputs (sources, compiler version, flags), recorded in libcuda_emu.so.inputs; delete
@@ -53,7 +55,7 @@ flags+=("${extra[@]}")
 inputs=$(
   echo "flags ${flags[*]}"
   "$CXX" --version | head -n 1
-  (cd "$here" && sha256sum build.sh gen_dispatch.py emu.h runtime.h fiber.cpp ptx.cpp driver.cpp)
+  (cd "$here" && sha256sum build.sh gen_dispatch.py emu.h runtime.h fiber.cpp ptx.cpp driver.cpp selftest.cpp)
   (cd "$kdir" && sha256sum -- *.cu $(ls -- *.cuh *.h 2>/dev/null || true))
 )
 hash=$(printf '%s\n' "$inputs" | sha256sum | cut -d' ' -f1)
@@ -68,7 +70,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$PYTHON" "$here/gen_dispatch.py" "$kdir" "$tmp"
 
-# Compile every translation unit, at most one job per CPU at a time.
+# Compile every translation unit, at most one job per CPU at a time. -ffile-prefix-map hides the
+# temporary directory's name from the debug info, so that the same inputs give the same library.
 jobs=$(nproc 2>/dev/null || echo 2)
 running=0
 failed=0
@@ -80,7 +83,7 @@ compile() { # src obj extra-flags...
     wait -n || failed=1
     running=$((running - 1))
   fi
-  "$CXX" "${flags[@]}" "$@" -I "$here" -c "$src" -o "$obj" &
+  "$CXX" "${flags[@]}" "$@" -ffile-prefix-map="$tmp"=cudaemu-gen -I "$here" -c "$src" -o "$obj" &
   running=$((running + 1))
   objs+=("$obj")
 }
@@ -90,7 +93,7 @@ for f in "${cu[@]}"; do
   compile "$tmp/k_$family.cpp" "$tmp/k_$family.o" -w -iquote "$kdir" -include "$here/emu.h"
 done
 compile "$tmp/table.cpp" "$tmp/table.o" -Wall
-for f in fiber ptx driver; do
+for f in fiber ptx driver selftest; do
   compile "$here/$f.cpp" "$tmp/$f.o" -Wall -Wextra -Wno-unused-parameter
 done
 while [ "$running" -gt 0 ]; do
@@ -99,8 +102,14 @@ while [ "$running" -gt 0 ]; do
 done
 [ "$failed" = 0 ] || die "compilation failed (see the errors above); emu.h may lack a CUDA built-in a kernel uses"
 
+# The scheduler's own semantics (barriers, shuffles, deadlock and fault detection) first.
+"$CXX" -pthread -o "$tmp/selftest" "$tmp/selftest.o" "$tmp/fiber.o" "$tmp/ptx.o" -lm
+"$tmp/selftest" || die "the emulator's self-test failed (scripts/cudaemu/selftest.cpp)"
+
 # --no-undefined: a CUDA function emu.h lacks fails here, not at dlopen in the middle of a test run.
-"$CXX" -shared -pthread -o "$tmp/libcuda_emu.so" "${objs[@]}" -Wl,--no-undefined -Wl,-soname,libcuda_emu.so -lm
+libobjs=()
+for o in "${objs[@]}"; do [ "$o" = "$tmp/selftest.o" ] || libobjs+=("$o"); done
+"$CXX" -shared -pthread -o "$tmp/libcuda_emu.so" "${libobjs[@]}" -Wl,--no-undefined -Wl,-soname,libcuda_emu.so -lm
 cp "$tmp/libcuda_emu.so" "$out/.libcuda_emu.so.$$"
 mv -f "$out/.libcuda_emu.so.$$" "$out/libcuda_emu.so"
 { echo "$hash"; printf '%s\n' "$inputs"; } >"$out/.libcuda_emu.so.inputs.$$"

@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -108,7 +109,7 @@ struct Event {
 // All state is behind one lock: dlf drives the device from one worker thread, but error-name
 // lookups and a second Device can come from other threads.
 std::mutex mu;
-bool initialized = false;
+std::atomic<bool> initialized{false};  // read without the lock by the context-free calls
 int primaryRefs = 0;
 int sticky = 0;
 unsigned long long used = 0;

@@ -21,8 +21,9 @@
 //   * floating point details: no FMA contraction (-ffp-contract=off; nvcc contracts a*b+c by
 //     default), glibc's expf/logf/tanhf instead of CUDA's (both within a few ulp), and the fast
 //     intrinsics below (__expf, rsqrtf, ...) are the accurate functions, not the GPU approximations;
-//   * misaligned vector accesses (a float4 load from an address that is not 16-byte aligned faults
-//     on a GPU; here it may silently work).
+//   * misaligned vector accesses: a float4 load from an address that is not 16-byte aligned faults
+//     on a GPU (CUDA_ERROR_MISALIGNED_ADDRESS); here it either works (g++ chose an unaligned load)
+//     or faults as CUDA_ERROR_ILLEGAL_ADDRESS with a message saying so.
 // A wild pointer is caught two ways (see driver.cpp): a pointer argument that lies in no allocation,
 // checked at launch, and an access that faults at run time (allocations sit against PROT_NONE guard
 // pages); both set the sticky CUDA_ERROR_ILLEGAL_ADDRESS (700) that a real GPU reports.
@@ -78,8 +79,9 @@ namespace emu {
 static inline int lane_id() {
   return (int)((threadIdx_.z * blockDim_.y + threadIdx_.y) * blockDim_.x + threadIdx_.x) & 31;
 }
-// shfl reads v from lane src (relative to the start of the width-lane segment); a source outside
-// the segment yields the caller's own value, as __shfl_*_sync specifies.
+// shfl returns the value that lane src (0..31) of the caller's warp passed in, or the caller's own
+// v when inSegment is false: __shfl_*_sync return the caller's value for a source lane outside the
+// caller's width-lane segment.
 template <class T>
 static inline T shfl(T v, int src, bool inSegment) {
   static_assert(sizeof(T) <= 16, "emu: warp shuffle of a value wider than 16 bytes");
@@ -106,10 +108,11 @@ static inline T __shfl_up_sync(unsigned, T v, unsigned d, int width = 32) {
   const int lane = emu::lane_id(), base = lane & ~(width - 1);
   return emu::shfl(v, lane - (int)d, lane - (int)d >= base);
 }
+// As CUDA specifies, a butterfly may read earlier segments but not later ones.
 template <class T>
 static inline T __shfl_xor_sync(unsigned, T v, int m, int width = 32) {
   const int lane = emu::lane_id(), base = lane & ~(width - 1);
-  return emu::shfl(v, lane ^ m, (lane ^ m) >= base && (lane ^ m) < base + width);
+  return emu::shfl(v, lane ^ m, (lane ^ m) < base + width);
 }
 
 // Vector types with CUDA's sizes and alignments.

@@ -124,6 +124,7 @@ std::atomic<bool> inKernel{false};
 pthread_t kernelThread;
 sigjmp_buf faultJmp;
 volatile sig_atomic_t faultSig = 0;
+volatile sig_atomic_t faultCode = 0;  // si_code: SI_KERNEL for an x86 general-protection fault
 void* volatile faultAddr = nullptr;
 struct sigaction previous[32];
 
@@ -211,6 +212,7 @@ void on_fault(int sig, siginfo_t* info, void* uc) {
   if (inKernel.load(std::memory_order_relaxed) && pthread_equal(pthread_self(), kernelThread)) {
     faultSig = sig;
     faultAddr = info ? info->si_addr : nullptr;
+    faultCode = info ? info->si_code : 0;
     inKernel.store(false, std::memory_order_relaxed);
     siglongjmp(faultJmp, 1);
   }
@@ -222,7 +224,10 @@ void on_fault(int sig, siginfo_t* info, void* uc) {
   } else {
     // No handler before us: restore the default action; returning re-executes the faulting
     // instruction, which now kills the process as it would have without the emulator.
-    signal(sig, SIG_DFL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, nullptr);
   }
 }
 
@@ -303,10 +308,16 @@ LaunchResult run_grid(const Kernel& k, void* const* params, Dim grid, Dim block)
     res.faulted = true;
     res.faultAddr = (unsigned long long)(uintptr_t)faultAddr;
     res.code = faultSig == SIGFPE ? 719 : 700;
-    char buf[256];
+    char buf[320];
     const Fiber* f = cur >= 0 ? &fibers[cur] : nullptr;
+    // A general-protection fault reports no address: a non-canonical pointer, or an aligned SSE
+    // access (the 16-byte vector types) at an address that is not 16-byte aligned.
+    const bool gp = faultSig == SIGSEGV && faultCode == SI_KERNEL;
     snprintf(buf, sizeof buf, "%s: %s at address %#llx in block (%u,%u,%u) thread (%u,%u,%u)", k.name,
-             faultSig == SIGSEGV ? "SIGSEGV" : faultSig == SIGBUS ? "SIGBUS" : "SIGFPE (integer division by zero?)",
+             gp                   ? "SIGSEGV (general protection: a misaligned float4/uint4 access or a non-canonical pointer)"
+             : faultSig == SIGSEGV ? "SIGSEGV"
+             : faultSig == SIGBUS  ? "SIGBUS"
+                                   : "SIGFPE (integer division by zero?)",
              res.faultAddr, (unsigned)bx, (unsigned)by, (unsigned)bz, f ? f->tid.x : 0, f ? f->tid.y : 0, f ? f->tid.z : 0);
     res.message = buf;
     cur = -1;

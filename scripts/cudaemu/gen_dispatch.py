@@ -13,6 +13,9 @@ are identical.
 It fails, naming file and line, on anything it cannot dispatch: a __global__ function that is not
 `extern "C" __global__ void name(...)` (templates, C++ linkage), two kernels with the same name,
 a file name that is not a C identifier, or a directory without kernels.
+
+The emulator checks kernel logic only; it does not model memory ordering, timing, ptxas register
+allocation or real occupancy (emu.h lists every gap, driver.cpp how a wild pointer becomes error 700).
 """
 
 import os

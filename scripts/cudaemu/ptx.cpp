@@ -6,6 +6,9 @@
 //
 // What it does NOT do: check instructions, types or syntax beyond the entry headers (there is no
 // ptxas here, so no JIT error log and no register counts), or read .func/.global/.const.
+//
+// The emulator checks kernel logic only; it does not model memory ordering, timing, ptxas register
+// allocation or real occupancy (emu.h lists every gap, driver.cpp how a wild pointer becomes error 700).
 #include <cctype>
 #include <cstring>
 #include <string>
@@ -72,7 +75,7 @@ bool parse_ptx(const char* text, std::vector<PtxEntry>& out, std::string& err) {
     err = "the image is not PTX text (no .version directive)";
     return false;
   }
-  for (size_t pos = s.find(".entry"); pos != std::string::npos; pos = s.find(".entry", pos + 6)) {
+  for (size_t pos = s.find(".entry"); pos != std::string::npos; pos = s.find(".entry", pos)) {
     PtxEntry e;
     size_t i = pos + 6;
     while (i < s.size() && isspace((unsigned char)s[i])) i++;
@@ -143,7 +146,7 @@ bool parse_ptx(const char* text, std::vector<PtxEntry>& out, std::string& err) {
       e.sharedBytes += decl_size(d);
     }
     out.push_back(std::move(e));
-    pos = end;
+    pos = end;  // the next .entry starts after this body
   }
   if (out.empty()) {
     err = "the PTX declares no .entry";

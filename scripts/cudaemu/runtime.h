@@ -8,6 +8,9 @@
 // from the compiler (template deduction on the function's own type, see Describe), not from parsing
 // C declarations, so it cannot drift from the source. What it does NOT do: marshal structs with
 // padding differently from the C++ ABI (none of dlf's kernels takes a struct).
+//
+// The emulator checks kernel logic only; it does not model memory ordering, timing, ptxas register
+// allocation or real occupancy (emu.h lists every gap, driver.cpp how a wild pointer becomes error 700).
 #pragma once
 
 #include <cstddef>
