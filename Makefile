@@ -64,11 +64,15 @@ test:
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=1s ./tensor/... ./data/
 
+# Only the packages whose tests touch the GPU (they use gputest or REQUIRE_GPU) travel to the device,
+# stripped: the device tool carries at most 64 MiB and the CPU-only suites already ran in CI.
+GPU_TEST_PKGS = $(sort $(dir $(shell grep -l 'gputest\|REQUIRE_GPU' $$(git ls-files '*_test.go'))))
+
 gpu-check: build
 	rm -rf bin/gpu && mkdir -p bin/gpu
-	$(GO) test -c -o bin/gpu/ ./...
-	cp bin/driver bin/gpu/driver
-	@ls -1 bin/gpu
+	$(GO) test -c -ldflags='-s -w' -o bin/gpu/ $(addprefix ./,$(GPU_TEST_PKGS))
+	$(GO) build -ldflags='-s -w' -o bin/gpu/driver ./driver
+	@ls -1 bin/gpu; du -sh bin/gpu
 
 data: build
 	bin/driver data fetch --data_dir $(DATA_DIR) $(PROBLEM)

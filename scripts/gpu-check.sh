@@ -22,8 +22,12 @@ run() {
   echo "=== $name: $*" | tee -a "$LOG/summary.log"
   timeout --signal=KILL "$limit" "$@" >"$LOG/$name.log" 2>&1; rc=$?
   local dt=$(( $(date +%s) - t0 ))
-  local note
-  note=$(grep -Eo '^(ok|FAIL|PASS|--- FAIL: [^ ]+)' "$LOG/$name.log" | sort | uniq -c | tr '\n' ' ' | tr -s ' ')
+  # Notes: top-level pass/fail/skip counts and the first failing tests, so the table stays one line a step.
+  local pass fail skip first note
+  pass=$(grep -c '^--- PASS' "$LOG/$name.log"); fail=$(grep -c '^--- FAIL' "$LOG/$name.log")
+  skip=$(grep -c '^--- SKIP' "$LOG/$name.log")
+  first=$(grep -Eo '^--- FAIL: [^ ]+' "$LOG/$name.log" | head -n 3 | sed 's/--- FAIL: //' | tr '\n' ' ')
+  note="pass $pass fail $fail skip $skip${first:+; failing: $first}"
   [ "$rc" = 137 ] && note="timed out after ${limit}s; $note"
   grep -q 'ERROR SUMMARY' "$LOG/$name.log" && note="$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$LOG/$name.log" | tail -n1); $note"
   rows+=("$(printf '%-28s %-5s %5ss  %s' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL:$rc)" "$dt" "$note")")
@@ -45,8 +49,8 @@ find_tool() {
 for t in "$BIN"/*.test; do
   name=$(basename "$t" .test)
   case "$name" in
-    cu|kernels|cuda) run "test-$name" 150 "$t" -test.count=1 -test.timeout 140s ;;
-    *) run "test-$name" 120 "$t" -test.count=1 -test.timeout 110s -test.run 'GPU|CUDA|Cuda' ;;
+    cu|kernels|cuda) run "test-$name" 150 "$t" -test.count=1 -test.v -test.timeout 140s ;;
+    *) run "test-$name" 120 "$t" -test.count=1 -test.v -test.timeout 110s -test.run 'GPU|CUDA|Cuda' ;;
   esac
 done
 
