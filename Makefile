@@ -102,7 +102,7 @@ cuda-emu:
 # parity, kernel launches, sticky errors. REQUIRE_GPU=1 makes a failure to load the emulator fatal.
 emu-test: cuda-emu
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
-	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/
+	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
 
 vet:
 	$(GO) vet ./...

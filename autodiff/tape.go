@@ -39,6 +39,9 @@ type Tape struct {
 	done   bool
 	// restoredLeaves are leaves whose values a backward rebuilt; they are released at the end.
 	restoredLeaves []*Var
+	// gradReady, when set, is called once per leaf when Backward has finished its gradient (see
+	// OnGradReady in gradhook.go).
+	gradReady func(v *Var)
 }
 
 // NewTape returns a tape that records ops for Backward.
@@ -141,10 +144,13 @@ func (t *Tape) BackwardFrom(outs []*Var, grads []*tensor.Tensor) error {
 		t.accumulate(o, retain(grads[i]), false, o.Value.Shape(), "BackwardFrom")
 	}
 	t.done = true
+	ready := t.leafReadyIndex(outs)
 	for k := len(t.nodes) - 1; k >= 0; k-- {
 		t.runNode(t.nodes[k])
 		t.nodes[k] = nil
+		ready.fire(t.gradReady, k)
 	}
+	ready.fire(t.gradReady, -1)
 	t.finish()
 	return be.Err()
 }

@@ -38,6 +38,7 @@ const (
 	idxReduceColsF32
 	idxReduceFinishF32
 	idxReduceRowsF32
+	idxRingReduceF32
 	idxSgemmNn128x128
 	idxSgemmNn128x32
 	idxSgemmNn64x64
@@ -65,7 +66,7 @@ const (
 const maxKernelArgs = 14
 
 // moduleNames lists the PTX modules, one per .cu file, sorted.
-var moduleNames = []string{"conv", "elementwise", "fill", "flow", "gemm", "layout", "optim", "reduce", "rng"}
+var moduleNames = []string{"collective", "conv", "elementwise", "fill", "flow", "gemm", "layout", "optim", "reduce", "rng"}
 
 // Table describes every kernel (sorted by name): where it is defined,
 // its documentation and its C parameters with their Go types and byte sizes.
@@ -573,6 +574,16 @@ var Table = []KernelInfo{
 			{Name: "L", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "chunk", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "square", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "ring_reduce_f32", GoName: "RingReduceF32", Module: "collective", Source: "collective.cu", Line: 11,
+		Doc: "ring_reduce_f32: dst[i] = (dst[i] + src[i])·scale for i < n. scale is 1 except on the last\nreduce-scatter step of an averaging all-reduce (1/N), where the chunk owner finalises the mean\nbefore the all-gather copies it; the add and the multiply are separate roundings, as in the CPU\nring (HostRing), so both produce the same float32 values.",
+		Params: []ParamInfo{
+			{Name: "dst", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "src", CType: "const float* __restrict__", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "scale", CType: "float", GoType: "float32", Size: 4},
 		},
 	},
 	{
@@ -1675,6 +1686,27 @@ func (k *Kernels) ReduceRowsF32(stream cu.Stream, grid, block cu.Dim3, shmem uin
 	k.args.i64(3, chunk)
 	k.args.i32(4, square)
 	return k.launch(idxReduceRowsF32, stream, grid, block, shmem, 5)
+}
+
+// RingReduceF32 launches ring_reduce_f32 (collective.cu:11):
+//
+//	void ring_reduce_f32(float* dst, const float* __restrict__ src, long long n, float scale)
+//
+// ring_reduce_f32: dst[i] = (dst[i] + src[i])·scale for i < n. scale is 1 except on the last
+// reduce-scatter step of an averaging all-reduce (1/N), where the chunk owner finalises the mean
+// before the all-gather copies it; the add and the multiply are separate roundings, as in the CPU
+// ring (HostRing), so both produce the same float32 values.
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) RingReduceF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dst cu.DevicePtr, src cu.DevicePtr, n int64, scale float32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dst)
+	k.args.ptr(1, src)
+	k.args.i64(2, n)
+	k.args.f32(3, scale)
+	return k.launch(idxRingReduceF32, stream, grid, block, shmem, 4)
 }
 
 // SgemmNn128x128 launches sgemm_nn_128x128 (gemm.cu:50):

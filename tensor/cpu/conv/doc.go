@@ -10,6 +10,10 @@
 // size K is odd and the padding is p = (K−1)/2 on every side, so the output
 // has the input's spatial size.
 //
+// Slices whose lengths do not match Params, and malformed Params (a
+// non-positive size, an even K), are programming errors inside the backend
+// and panic with a message naming the function, the slice and the sizes.
+//
 // # Edge bias
 //
 // With Params.EdgeBias the input is conceptually padded with zeros and given
