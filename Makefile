@@ -103,6 +103,9 @@ cuda-emu:
 emu-test: cuda-emu
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
 	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
+	# The model-level CPU/CUDA parity test (loss, objective, every gradient, latents, round trip).
+	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
+	  -run 'TestGPU' ./dlf/
 
 vet:
 	$(GO) vet ./...

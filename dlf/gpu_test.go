@@ -31,6 +31,8 @@ func TestGPUParity(t *testing.T) {
 			c.Depth, c.Width, c.Parts, c.InvConv = 3, 64, 4, InvConvLU
 		}},
 		{"glow-mnist-small", func(c *Config) { *c, _ = Preset("glow-mnist"); c.Depth, c.Width = 3, 64 }},
+		{"mnist-small/identity/decomp=0", func(c *Config) { c.Init = InitIdentity }},
+		{"mnist-small/identity/decomp=1", func(c *Config) { c.Init, c.Decomposition = InitIdentity, 1 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,12 +135,19 @@ func TestGPUParity(t *testing.T) {
 					t.Errorf("latent %d differs by %.3g relative", l, d/s)
 				}
 			}
-			xr, err := gm.Decode(ge.Z, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d, _ := maxAbsDiff(xr.Float64s(), gx.Float64s()); d > 1e-4 {
-				t.Errorf("cuda Decode(Encode(x)) differs from x by %.3g", d)
+			// Decode(Encode(x)) = x is checked where float32 can represent the round trip. The
+			// reference DLT initialisation (shift 1, ℓ ≈ −2.2, dlf-spec §2.8) contracts every step
+			// towards a fixed point, losing about one decimal digit of x per step, so after a few
+			// steps float32 decodes garbage on the CPU and on CUDA alike (measured: 87 and 145 at
+			// depth 4 on the emulator); the float64 model tests cover that initialisation's inverse.
+			if cfg.Init == InitIdentity || cfg.Flow == FlowGlow {
+				xr, err := gm.Decode(ge.Z, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d, _ := maxAbsDiff(xr.Float64s(), gx.Float64s()); d > 1e-4 {
+					t.Errorf("cuda Decode(Encode(x)) differs from x by %.3g", d)
+				}
 			}
 		})
 	}

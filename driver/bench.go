@@ -39,6 +39,7 @@ func benchCommand() *cli.Command {
 		&cli.Float64Flag{Name: "peak_gflops", Usage: "override the FP32 peak used for floor fractions"},
 		&cli.Float64Flag{Name: "peak_gbs", Usage: "override the memory bandwidth used for floor fractions"},
 	}
+	flags = append(flags, allreduceFlags()...)
 	for _, f := range configFlags() {
 		flags = append(flags, f.flag)
 	}
@@ -47,7 +48,9 @@ func benchCommand() *cli.Command {
 		Usage: "per-layer forward/backward time, GFLOP/s, GB/s and fraction of the machine's floor for a preset",
 		Description: "Times forward + backward of the bits/dim loss (the whole step, as the PyTorch twin times it), then " +
 			"runs a profiled pass that times every backend op and attributes it to its layer. Without --batch_size " +
-			"the batch is the preset's on a GPU and 16 on the CPU.",
+			"the batch is the preset's on a GPU and 16 on the CPU. With --allreduce it times the ring all-reduce " +
+			"instead (tensor/collective) for --num_gpus ranks and reports algbw = bytes/time and busbw = " +
+			"algbw·2(N−1)/N as nccl-tests defines them.",
 		Flags:  flags,
 		Action: runBench,
 	}
@@ -102,6 +105,13 @@ type benchStep struct {
 func runBench(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("bench takes no arguments, got %q", c.Args().First())
+	}
+	if c.Bool("allreduce") {
+		kind, err := resolveDevice(c.String("device"))
+		if err != nil {
+			return err
+		}
+		return runAllReduceBench(c, kind)
 	}
 	preset := c.String("preset")
 	cfg, err := dlf.Preset(preset)

@@ -45,6 +45,9 @@ type trainState struct {
 	// PendingEpochEnd is an epoch whose end-of-epoch work (test, samples, plot) has not finished
 	// (−1: none); a resumed run does it first.
 	PendingEpochEnd int `json:"pending_epoch_end"`
+	// World is the number of data-parallel ranks (--num_gpus) the run trains with; 0 (checkpoints
+	// of single-device runs before the field existed) means 1.
+	World int `json:"world,omitempty"`
 }
 
 // epochSums are running sums of per-step metrics, weighted by batch size.

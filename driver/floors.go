@@ -140,8 +140,10 @@ func cpuFloors(threads int) machineFloors {
 
 // measureCopyBandwidth returns the best of three parallel copies of a 64 MiB buffer, counting the
 // bytes read and written.
-func measureCopyBandwidth(threads int) float64 {
-	const n = 16 << 20 // float32s: 64 MiB
+func measureCopyBandwidth(threads int) float64 { return copyBandwidth(16<<20, threads) }
+
+// copyBandwidth is measureCopyBandwidth for a buffer of n float32s.
+func copyBandwidth(n, threads int) float64 {
 	src, dst := make([]float32, n), make([]float32, n)
 	for i := range src {
 		src[i] = float32(i)

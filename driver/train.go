@@ -57,7 +57,7 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "train_subset", Usage: "train on the first N training images only (0: all), for quick experiments"},
 		&cli.IntFlag{Name: "test_subset", Usage: "evaluate on the first N test images only (0: all)"},
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
-		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "GPUs to train on (only 1 is supported)"},
+		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
 	)
 	for _, f := range configFlags() {
 		flags = append(flags, f.flag)
@@ -95,6 +95,8 @@ type trainOpts struct {
 	cpuReduced   bool
 	resumeFrom   *checkpointInfo
 	resumeErrors []string
+	// world is --num_gpus: the number of data-parallel ranks (ddp.go).
+	world int
 }
 
 func parseTrainOpts(c *cli.Context) (trainOpts, error) {
@@ -129,14 +131,16 @@ func parseTrainOpts(c *cli.Context) (trainOpts, error) {
 		return o, fmt.Errorf("--train_subset and --test_subset must not be negative")
 	case o.workers < 1:
 		return o, fmt.Errorf("--workers %d: want at least 1", o.workers)
-	case c.Int("num_gpus") != 1:
-		return o, fmt.Errorf("--num_gpus %d: only single-device training is implemented; use --num_gpus 1", c.Int("num_gpus"))
 	}
+	o.world = c.Int("num_gpus")
 	var err error
 	if o.temps, err = parseTemperatures(c.String("temperatures")); err != nil {
 		return o, err
 	}
 	if o.deviceKind, err = resolveDevice(c.String("device")); err != nil {
+		return o, err
+	}
+	if err := checkWorld(o.deviceKind, o.world); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -303,8 +307,14 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 	if cfg.BatchSize > train.N {
 		return nil, fmt.Errorf("--batch_size %d is larger than the %d training images", cfg.BatchSize, train.N)
 	}
+	if o.world > 1 && cfg.BatchSize > train.N/o.world {
+		return nil, fmt.Errorf("--num_gpus %d, --batch_size %d: each replica's shard of the %d training images has only %d", o.world, cfg.BatchSize, train.N, train.N/o.world)
+	}
 	if r := o.resumeFrom; r != nil {
-		if per := train.N / cfg.BatchSize; r.state.Pos.Index > per {
+		if w := max(1, r.state.World); w != o.world {
+			return nil, fmt.Errorf("--num_gpus %d: the run in %s was trained with --num_gpus %d, and its data position counts in that many shards; resume with --num_gpus %d or use another --results_dir", o.world, o.results, w, w)
+		}
+		if per := train.N / o.world / cfg.BatchSize; r.state.Pos.Index > per {
 			return nil, fmt.Errorf("the checkpoint in %s is at batch %d of an epoch, but the training set has only %d batches (another --train_subset?)", o.results, r.state.Pos.Index, per)
 		}
 	}
@@ -342,6 +352,7 @@ type trainer struct {
 	out         io.Writer
 	stop        *atomic.Bool
 	prog        *progress
+	ddp         *ddp // nil for a single device
 
 	stepsLog, trainLog, testLog *csvLog
 	sessionStart                time.Time
@@ -387,13 +398,20 @@ func runTrain(c *cli.Context) error {
 // trainWith builds the model and runs the job; stop requests a clean stop.
 func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	o, cfg := plan.o, plan.cfg
-	dev, err := openDevice(o.deviceKind)
+	var dev *device
+	var err error
+	if o.world > 1 {
+		dev, err = openRankDevice(o.deviceKind, 0, o.world)
+	} else {
+		dev, err = openDevice(o.deviceKind)
+	}
 	if err != nil {
 		return err
 	}
 	defer dev.close()
 	t := &trainer{o: o, cfg: cfg, dev: dev, train: plan.train, test: plan.test, out: out, stop: stop, st: newTrainState()}
-	t.perEpoch = t.train.N / cfg.BatchSize
+	t.perEpoch = t.train.N / o.world / cfg.BatchSize
+	t.st.World = o.world
 
 	err = dev.do(func() error {
 		var err error
@@ -414,6 +432,21 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 		return err
 	}
 	t.sched = cfg.Schedule(t.perEpoch)
+	if o.world > 1 {
+		if t.ddp, err = newDDP(t, o.deviceKind, o.world); err != nil {
+			return err
+		}
+		defer t.ddp.close()
+		if ddpFinished != nil {
+			defer func() {
+				ms := make([]*dlf.Model, len(t.ddp.ranks))
+				for i, rk := range t.ddp.ranks {
+					ms[i] = rk.m
+				}
+				ddpFinished(ms)
+			}()
+		}
+	}
 
 	// Describe the job before the first step, as the reference does (parameter count first).
 	fmt.Fprintf(out, "model:   %s\n", describeModel(cfg, t.m.NumParams()))
@@ -423,8 +456,12 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 			o.presetName, cfg.Depth, cfg.Width, cfg.BatchSize, o.presetName, commas(full.NumParams()))
 	}
 	fmt.Fprintf(out, "device:  %s\n", dev.desc)
+	if o.world > 1 {
+		fmt.Fprintf(out, "replicas: %d data-parallel ranks, gradients averaged by a ring all-reduce; batch %d per rank (%d per step), rank 0 writes the results\n",
+			o.world, cfg.BatchSize, o.world*cfg.BatchSize)
+	}
 	fmt.Fprintf(out, "data:    %s: %d training images (%d steps of %d per epoch), %d test images, from %s\n",
-		cfg.Problem, t.train.N, t.perEpoch, cfg.BatchSize, t.test.N, plan.spec.dir)
+		cfg.Problem, t.train.N, t.perEpoch, o.world*cfg.BatchSize, t.test.N, plan.spec.dir)
 
 	if err := os.MkdirAll(o.results, 0o755); err != nil {
 		return fmt.Errorf("--results_dir: %v", err)
@@ -442,6 +479,9 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 			info, err = loadCheckpoint(r.path, t.m, t.opt, t.ema)
 			return err
 		})
+		if err == nil && t.ddp != nil {
+			err = t.ddp.loadReplicas(r.path)
+		}
 		if err != nil {
 			return err
 		}
@@ -453,6 +493,11 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 		if t.m.NeedsDataInit() {
 			if err := t.dataInit(); err != nil {
 				return err
+			}
+			if t.ddp != nil {
+				if err := t.ddp.broadcastParams(); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -552,6 +597,12 @@ func nonFiniteParam(m *dlf.Model) string {
 // checkpoint a non-finite loss falls back to is always a good one.
 func (t *trainer) save() error {
 	t.st.Seconds = t.seconds()
+	if t.ddp != nil {
+		// The checkpoint stands for every rank only if they are still in lockstep.
+		if err := t.ddp.identical(); err != nil {
+			return fmt.Errorf("step %d: data-parallel replicas diverged: %v", t.st.Step, err)
+		}
+	}
 	var err error
 	bad := ""
 	derr := t.dev.do(func() error {
@@ -625,6 +676,9 @@ func (t *trainer) run() error {
 			}
 			return err
 		})
+		if err == nil && t.ddp != nil {
+			err = t.ddp.loadReplicas(last[0])
+		}
 		if err != nil {
 			return fmt.Errorf("%v; restoring %s failed: %v", nf, last[0], err)
 		}
@@ -685,14 +739,28 @@ func (t *trainer) loop() error {
 			return err
 		}
 	}
-	loader, err := data.NewLoader(t.train, data.LoaderConfig{
-		BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.numEpoch,
-		DropLast: true, Workers: t.o.workers, Start: t.st.Pos,
-	})
-	if err != nil {
-		return err
+	var loader *data.Loader
+	var err error
+	if t.ddp != nil {
+		if err := t.ddp.openLoaders(t); err != nil {
+			return err
+		}
+		loader = t.ddp.ranks[0].loader
+		defer func() {
+			for _, rk := range t.ddp.ranks {
+				rk.closeLoader()
+			}
+		}()
+	} else {
+		loader, err = data.NewLoader(t.train, data.LoaderConfig{
+			BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.numEpoch,
+			DropLast: true, Workers: t.o.workers, Start: t.st.Pos,
+		})
+		if err != nil {
+			return err
+		}
+		defer loader.Close()
 	}
-	defer loader.Close()
 	t.prog = newProgress(t.out, t.o.printEvery)
 	epoch := -1
 	var epochImages int
@@ -718,14 +786,25 @@ func (t *trainer) loop() error {
 			epochImages, epochStart = 0, time.Now()
 		}
 		lr := t.sched.LR(t.st.Step) * t.st.LRScale
-		r, err := t.step(b, lr)
-		if err != nil {
+		var r stepResult
+		images := b.N
+		if t.ddp != nil {
+			bs, err := t.ddp.nextBatches(b)
+			if err != nil {
+				return err
+			}
+			r, err = t.stepDDP(bs, lr)
+			if err != nil {
+				return err
+			}
+			images *= len(bs)
+		} else if r, err = t.step(b, lr); err != nil {
 			return err
 		}
 		t.st.Step++
 		t.st.Pos = b.Next
-		t.st.Sums.add(r.loss, r.bits, r.l2, b.N)
-		epochImages += b.N
+		t.st.Sums.add(r.loss, r.bits, r.l2, images)
+		epochImages += images
 		ips := float64(epochImages) / time.Since(epochStart).Seconds()
 		wait := loader.Stats().WaitFraction()
 		t.prog.update(stepStats{Step: t.st.Step, EpochStep: b.Pos.Index + 1, Loss: r.loss, BitsPerDim: r.bits, ImagesPerSec: ips, DataWait: wait, LR: lr})

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"testing"
+)
+
+// TestBenchAllReduce runs bench --allreduce on the CPU ring and checks the table's arithmetic
+// against nccl-tests' definitions (algbw = bytes/time, busbw = algbw·2(N−1)/N), the doubling sizes,
+// and that every size's result matched the float64 mean on every rank.
+func TestBenchAllReduce(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		out := mustRun(t, "bench", "--allreduce", "--device", "cpu", "--num_gpus", strconv.Itoa(n),
+			"--min_bytes", "4096", "--max_bytes", "65536", "--iters", "3", "--warmup", "1", "--json")
+		var res allreduceResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("N=%d: output is not JSON: %v\n%s", n, err, out)
+		}
+		if res.Ranks != n || len(res.Rows) != 5 {
+			t.Fatalf("N=%d: %d ranks, %d sizes; want %d ranks and 5 sizes (4K…64K)", n, res.Ranks, len(res.Rows), n)
+		}
+		for i, r := range res.Rows {
+			if want := int64(4096) << i; r.Bytes != want || r.Elems != int(want/4) {
+				t.Errorf("N=%d row %d: %d bytes, %d elems; want %d bytes", n, i, r.Bytes, r.Elems, want)
+			}
+			if r.Verify != "ok" {
+				t.Errorf("N=%d %d bytes: %s", n, r.Bytes, r.Verify)
+			}
+			alg := float64(r.Bytes) / (r.UsMed * 1e-6) / 1e9
+			if math.Abs(r.AlgBW-alg) > 1e-9*alg || !(r.AlgBW > 0) {
+				t.Errorf("N=%d %d bytes: algbw %g, bytes/time gives %g", n, r.Bytes, r.AlgBW, alg)
+			}
+			bus := alg * 2 * float64(n-1) / float64(n)
+			if math.Abs(r.BusBW-bus) > 1e-9*bus {
+				t.Errorf("N=%d %d bytes: busbw %g, want algbw·2(N−1)/N = %g", n, r.Bytes, r.BusBW, bus)
+			}
+			if r.UsMin > r.UsMed {
+				t.Errorf("N=%d %d bytes: min time %g above the median %g", n, r.Bytes, r.UsMin, r.UsMed)
+			}
+		}
+	}
+	if _, err := runApp(t, "bench", "--allreduce", "--device", "cpu", "--num_gpus", "1"); err == nil {
+		t.Error("bench --allreduce --num_gpus 1 succeeded; an all-reduce needs two ranks")
+	}
+}

@@ -1,0 +1,418 @@
+package main
+
+// Data-parallel training (train --num_gpus N, N > 1): N replicas of the model in this process, one
+// goroutine per rank, whose gradients are averaged by the ring all-reduce of tensor/collective
+// while the backward pass runs.
+//
+// Design (issue 8):
+//   - Every rank has its own backend instance (on the CPU: its own cpu.Backend with GOMAXPROCS/N
+//     threads, the same count on every rank so every reduction runs the same order; on CUDA: device
+//     r), its own model, optimizer and EMA. Replicas are built from the same config and seed, so
+//     their initial parameters agree; rank 0 is the trainer's own model.
+//   - Rank r reads its shard of every epoch (data.LoaderConfig Rank r, World N); --batch_size is
+//     per rank, so one step consumes N·batch images and an epoch has floor(N_train/N)/batch steps.
+//   - Dequantisation noise is distinct per rank: rank r keys the noise with rankSeed(seed, r)
+//     (rank 0 keeps the single-device seed) at the shared NoiseOffset, which advances identically on
+//     every rank because every rank's batch has the same shape.
+//   - Gradients: each rank's tape calls Reducer.Ready from OnGradReady, so buckets are all-reduced
+//     (averaged) on a worker goroutine while the rest of backward runs; Wait writes the averages
+//     back. The ring's all-gather copies one owner's result to every rank, so every rank's
+//     averaged gradient is bit-identical and so are the optimizer steps that follow.
+//   - Glow's actnorm data-init: rank 0 computes it on the same fixed 256-image sample as a
+//     single-device run (not its shard), and the initialised parameters are copied to every rank,
+//     so the init is identical by construction and independent of N.
+//   - Checkpoints, CSVs, samples, test evaluation and the progress line are rank 0's only. Every
+//     checkpoint save first checks that all replicas' parameters are bit-identical to rank 0's
+//     (the saved file then stands for every rank); a resume or a non-finite-loss restore loads the
+//     same checkpoint into every replica. The checkpoint records the world size, and a run can only
+//     be resumed with the same --num_gpus (its data position counts in per-rank batches).
+//   - The transport is HostRing on the host (goroutine ranks). On CUDA devices the Reducer stages the
+//     gradients through host memory (Download/Upload); an all-reduce on the devices with DeviceRing
+//     is the faster path still to wire (see docs/perf.md, All-reduce).
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"dlf/autodiff"
+	"dlf/autodiff/optim"
+	"dlf/data"
+	"dlf/dlf"
+	"dlf/tensor"
+	"dlf/tensor/collective"
+	"dlf/tensor/cpu"
+	"dlf/tensor/cuda"
+	"dlf/tensor/cuda/cu"
+)
+
+// ddpFinished, when set (by tests), receives every rank's model when a data-parallel run ends,
+// before the replicas are closed, so a test can compare them independently of ddp.identical.
+var ddpFinished func(models []*dlf.Model)
+
+// rankSeedStep separates the ranks' noise keys: SplitMix64's increment (Steele, Lea and Flood,
+// "Fast splittable pseudorandom number generators", OOPSLA 2014), an odd constant whose multiples
+// differ in many bits.
+const rankSeedStep = 0x9e3779b97f4a7c15
+
+// rankSeed is rank r's dequantisation-noise key; rank 0 keeps the run's seed.
+func rankSeed(seed uint64, r int) uint64 { return seed + uint64(r)*rankSeedStep }
+
+// ddpBucketElems is the gradient bucket size for training: 1 Mi elements (4 MiB of float32), so
+// that even the CPU-sized models (about 1–4 M parameters) have several buckets to overlap with
+// backward.
+const ddpBucketElems = 1 << 20
+
+// checkWorld refuses --num_gpus values the device cannot serve, before any work starts.
+func checkWorld(kind string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("--num_gpus %d: want at least 1", n)
+	}
+	if kind != "cuda" || n == 1 {
+		return nil
+	}
+	count, err := cu.DeviceCount()
+	if err != nil {
+		return fmt.Errorf("--num_gpus %d: cannot count CUDA devices: %v", n, err)
+	}
+	if count < n {
+		return fmt.Errorf("--num_gpus %d: this machine has %d CUDA GPU(s); use --num_gpus %d or fewer, or --device cpu for %d CPU replicas", n, count, count, n)
+	}
+	return nil
+}
+
+// openRankDevice opens rank r's backend of a world of n ranks.
+func openRankDevice(kind string, r, n int) (*device, error) {
+	if kind == "cuda" {
+		b, err := cuda.New(r)
+		if err != nil {
+			return nil, fmt.Errorf("--device cuda, rank %d: %w", r, err)
+		}
+		return &device{be: b, gpu: b, desc: b.Device().String()}, nil
+	}
+	threads := max(1, runtime.GOMAXPROCS(0)/n)
+	b := cpu.New(cpu.WithThreads(threads))
+	return &device{be: b, desc: fmt.Sprintf("cpu (%d ranks × %d threads, GEMM kernel %s)", n, threads, gemmKernelName())}, nil
+}
+
+// rank is one replica of data-parallel training.
+type rank struct {
+	r      int
+	dev    *device
+	m      *dlf.Model
+	opt    *optim.Optimizer
+	ema    *optim.EMA
+	red    *collective.Reducer[float32]
+	params []optim.Param
+	index  map[*autodiff.Var]int
+	loader *data.Loader
+	owned  bool // dev is this rank's to close (rank 0's belongs to the trainer)
+
+	// Per step.
+	tape *autodiff.Tape
+	res  *dlf.Result
+	x    *tensor.Tensor
+	cond *tensor.Tensor
+	next uint64
+	loss stepResult
+}
+
+// ddp is the set of ranks; ranks[0] wraps the trainer's own model.
+type ddp struct {
+	ring  *collective.HostRing[float32]
+	ranks []*rank
+}
+
+// newDDP builds ranks 1..n−1 next to the trainer's rank 0 and a reducer for each.
+func newDDP(t *trainer, kind string, n int) (*ddp, error) {
+	ring, err := collective.NewHostRing[float32](n, collective.Options{})
+	if err != nil {
+		return nil, err
+	}
+	d := &ddp{ring: ring}
+	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
+	for r := 1; r < n; r++ {
+		dev, err := openRankDevice(kind, r, n)
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+		rk := &rank{r: r, dev: dev, owned: true}
+		d.ranks = append(d.ranks, rk)
+		err = dev.do(func() error {
+			var err error
+			if rk.m, err = dlf.New(t.cfg, dev.be, tensor.Float32); err != nil {
+				return configError(err)
+			}
+			if rk.opt, err = optim.New(t.cfg.OptimConfig(t.perEpoch), rk.m.OptimParams()); err != nil {
+				return err
+			}
+			if t.cfg.PolyakDecay > 0 {
+				rk.ema, err = optim.NewEMA(t.cfg.PolyakDecay, rk.m.OptimParams())
+			}
+			return err
+		})
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("rank %d: %w", r, err)
+		}
+	}
+	for _, rk := range d.ranks {
+		rk.params = rk.m.OptimParams()
+		rk.index = make(map[*autodiff.Var]int, len(rk.params))
+		sizes := make([]int, len(rk.params))
+		for i, p := range rk.params {
+			sizes[i] = p.Var.Value.Numel()
+			rk.index[p.Var] = i
+		}
+		if rk.red, err = collective.NewReducer(ring, rk.r, sizes, ddpBucketElems); err != nil {
+			d.close()
+			return nil, err
+		}
+	}
+	if err := d.identical(); err != nil {
+		d.close()
+		return nil, fmt.Errorf("data-parallel replicas do not start alike (the init must depend only on the seed): %w", err)
+	}
+	return d, nil
+}
+
+// close releases the replicas' devices and loaders.
+func (d *ddp) close() {
+	for _, rk := range d.ranks {
+		rk.closeLoader()
+		if rk.owned {
+			_ = rk.dev.close()
+		}
+	}
+}
+
+func (rk *rank) closeLoader() {
+	if rk.loader != nil {
+		rk.loader.Close()
+		rk.loader = nil
+	}
+}
+
+// each runs fn for every rank on its own goroutine, inside the rank's device work unit, and joins
+// the errors (rank-tagged).
+func (d *ddp) each(fn func(rk *rank) error) error {
+	errs := make([]error, len(d.ranks))
+	var wg sync.WaitGroup
+	for i, rk := range d.ranks {
+		wg.Go(func() {
+			if err := rk.dev.do(func() error { return fn(rk) }); err != nil {
+				errs[i] = fmt.Errorf("rank %d: %w", rk.r, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// broadcastParams copies every parameter of rank 0 to the other ranks (after the data-dependent
+// init, which rank 0 alone computes).
+func (d *ddp) broadcastParams() error {
+	var vals [][]float32
+	if err := d.ranks[0].dev.do(func() error {
+		for _, p := range d.ranks[0].m.Params() {
+			vals = append(vals, p.Var.Value.Float32s())
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, rk := range d.ranks[1:] {
+		if err := rk.dev.do(func() error {
+			for i, p := range rk.m.Params() {
+				p.Var.Value.Upload(vals[i])
+			}
+			return rk.dev.be.Err()
+		}); err != nil {
+			return fmt.Errorf("rank %d: %w", rk.r, err)
+		}
+	}
+	return nil
+}
+
+// identical checks that every rank's parameters equal rank 0's bit for bit.
+func (d *ddp) identical() error {
+	var ref [][]float32
+	_ = d.ranks[0].dev.do(func() error {
+		for _, p := range d.ranks[0].m.Params() {
+			ref = append(ref, p.Var.Value.Float32s())
+		}
+		return nil
+	})
+	for _, rk := range d.ranks[1:] {
+		var bad error
+		_ = rk.dev.do(func() error {
+			for i, p := range rk.m.Params() {
+				v := p.Var.Value.Float32s()
+				for j := range v {
+					if math.Float32bits(v[j]) != math.Float32bits(ref[i][j]) {
+						bad = fmt.Errorf("rank %d parameter %s[%d] is %g, rank 0 has %g", rk.r, p.Name, j, v[j], ref[i][j])
+						return nil
+					}
+				}
+			}
+			return nil
+		})
+		if bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
+// loadReplicas loads checkpoint path into ranks 1..n−1 (the trainer loads rank 0).
+func (d *ddp) loadReplicas(path string) error {
+	for _, rk := range d.ranks[1:] {
+		if err := rk.dev.do(func() error {
+			_, err := loadCheckpoint(path, rk.m, rk.opt, rk.ema)
+			return err
+		}); err != nil {
+			return fmt.Errorf("rank %d: %w", rk.r, err)
+		}
+	}
+	return nil
+}
+
+// openLoaders starts every rank's shard of the training set at pos.
+func (d *ddp) openLoaders(t *trainer) error {
+	for _, rk := range d.ranks {
+		rk.closeLoader()
+		l, err := data.NewLoader(t.train, data.LoaderConfig{
+			BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.numEpoch,
+			DropLast: true, Workers: t.o.workers, Start: t.st.Pos, Rank: rk.r, World: len(d.ranks),
+		})
+		if err != nil {
+			return fmt.Errorf("rank %d: %w", rk.r, err)
+		}
+		rk.loader = l
+	}
+	return nil
+}
+
+// nextBatches returns every rank's next batch (ranks[0]'s loader drives the loop; the others
+// follow in lockstep: the same position, the same epoch end).
+func (d *ddp) nextBatches(b0 *data.Batch) ([]*data.Batch, error) {
+	bs := []*data.Batch{b0}
+	for _, rk := range d.ranks[1:] {
+		b, err := rk.loader.Next()
+		if err != nil {
+			return nil, fmt.Errorf("rank %d loader: %w", rk.r, err)
+		}
+		if b.Pos != b0.Pos || b.N != b0.N || b.EpochEnd != b0.EpochEnd {
+			return nil, fmt.Errorf("rank %d loader is at %+v (%d images), rank 0 at %+v (%d images)", rk.r, b.Pos, b.N, b0.Pos, b0.N)
+		}
+		bs = append(bs, b)
+	}
+	return bs, nil
+}
+
+// stepDDP is trainer.step for N ranks: every rank runs forward on its batch; if any loss is
+// non-finite no rank updates; otherwise every rank runs backward with its gradients handed to the
+// reducer as they become final, waits for the averages, and takes the same optimizer step. The
+// metrics returned are the mean over ranks.
+func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
+	d := t.ddp
+	cleanup := func() {
+		for _, rk := range d.ranks {
+			_ = rk.dev.do(func() error {
+				// The tape first, as trainer.step does after a forward pass without backward.
+				if rk.tape != nil {
+					rk.tape.Release()
+				}
+				if rk.res != nil {
+					rk.res.Release()
+				}
+				release(rk.x, rk.cond)
+				rk.res, rk.tape, rk.x, rk.cond = nil, nil, nil, nil
+				return nil
+			})
+		}
+	}
+	defer cleanup()
+	err := d.each(func(rk *rank) error {
+		b := bs[rk.r]
+		x, off, err := rk.m.Preprocess(b.Images, b.N, false, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+		if err != nil {
+			return err
+		}
+		rk.x, rk.next = x, off
+		if t.cfg.Conditioning {
+			if rk.cond, err = rk.m.OneHot(b.Labels); err != nil {
+				return err
+			}
+		}
+		rk.tape = autodiff.NewTape()
+		if rk.res, err = rk.m.Forward(rk.tape, x, rk.cond); err != nil {
+			return err
+		}
+		rk.loss.loss = rk.res.Loss.Value.Item()
+		rk.loss.l2 = 0
+		if rk.res.L2 != nil {
+			rk.loss.l2 = rk.res.L2.Value.Item()
+		}
+		rk.loss.bits = rk.loss.loss - rk.loss.l2
+		return rk.dev.be.Err()
+	})
+	if err != nil {
+		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	var mean stepResult
+	for _, rk := range d.ranks {
+		mean.loss += rk.loss.loss / float64(len(d.ranks))
+		mean.bits += rk.loss.bits / float64(len(d.ranks))
+		mean.l2 += rk.loss.l2 / float64(len(d.ranks))
+	}
+	for _, rk := range d.ranks {
+		if l := rk.loss.loss; math.IsNaN(l) || math.IsInf(l, 0) {
+			cleanup()
+			b := bs[rk.r]
+			var where string
+			_ = t.dev.do(func() error {
+				where = locateNonFinite(t.m, t.dev.be, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+				return nil
+			})
+			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
+		}
+	}
+	err = d.each(func(rk *rank) error {
+		var hookErr error
+		rk.tape.OnGradReady(func(v *autodiff.Var) {
+			if i, ok := rk.index[v]; ok && hookErr == nil {
+				hookErr = rk.red.Ready(i, v.Grad)
+			}
+		})
+		berr := rk.tape.Backward(rk.res.Loss)
+		grads := make([]*tensor.Tensor, len(rk.params))
+		for i, p := range rk.params {
+			if p.Var.Grad == nil {
+				v := p.Var.Value
+				p.Var.Grad = tensor.Zeros(v.Backend(), v.DType(), v.Shape()...)
+			}
+			grads[i] = p.Var.Grad
+		}
+		// Wait even after an error, so that the other ranks' collective calls are matched and the
+		// ring does not hang; the reducer treats missing gradients as zeros.
+		werr := rk.red.Wait(grads)
+		if err := errors.Join(berr, hookErr, werr); err != nil {
+			return err
+		}
+		rk.opt.Step(lr)
+		rk.opt.ZeroGrad()
+		if rk.ema != nil {
+			rk.ema.Update()
+		}
+		return rk.dev.be.Err()
+	})
+	if err != nil {
+		return mean, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	t.st.NoiseOffset = d.ranks[0].next
+	return mean, nil
+}
