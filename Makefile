@@ -99,11 +99,12 @@ cuda-emu:
 	scripts/cudaemu/build.sh $(EMU_DIR) $(EMU_KERNELS)
 
 # Every GPU test of the CUDA packages on the emulator: conformance against float64 references, CPU
-# parity, kernel launches, sticky errors. REQUIRE_GPU=1 makes a failure to load the emulator fatal.
+# parity, kernel launches, sticky errors, the all-reduce; then the model-level CPU/CUDA parity test
+# (loss, objective, every gradient, latents, round trip). REQUIRE_GPU=1 makes a failure to load the
+# emulator fatal.
 emu-test: cuda-emu
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
 	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
-	# The model-level CPU/CUDA parity test (loss, objective, every gradient, latents, round trip).
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
 	  -run 'TestGPU' ./dlf/
 

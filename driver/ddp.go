@@ -26,9 +26,15 @@ package main
 //     (the saved file then stands for every rank); a resume or a non-finite-loss restore loads the
 //     same checkpoint into every replica. The checkpoint records the world size, and a run can only
 //     be resumed with the same --num_gpus (its data position counts in per-rank batches).
-//   - The transport is HostRing on the host (goroutine ranks). On CUDA devices the Reducer stages the
-//     gradients through host memory (Download/Upload); an all-reduce on the devices with DeviceRing
-//     is the faster path still to wire (see docs/perf.md, All-reduce).
+//   - The transport: when every rank is a CUDA backend, collective.DeviceReducer packs the gradients
+//     into device buckets (device-to-device copies on each backend's stream), all-reduces them with
+//     DeviceRing (peer copies and the reduction kernel, ordered after the packing by events) and
+//     copies the averages back on the backend streams before the optimizer step; nothing goes
+//     through the host. Otherwise (the CPU) the Reducer runs HostRing with goroutine ranks. Both
+//     give bit-identical averages for the same bucket layout (the same ring schedule). Wait runs
+//     outside the rank's device work unit: the device reducer's last rank to arrive drives every
+//     rank's device, whose worker must then be free. Because each rank's backward runs as one work
+//     unit, the device ring starts after backward ends rather than overlapping it.
 
 import (
 	"errors"
@@ -104,7 +110,7 @@ type rank struct {
 	m      *dlf.Model
 	opt    *optim.Optimizer
 	ema    *optim.EMA
-	red    *collective.Reducer[float32]
+	red    gradReducer
 	params []optim.Param
 	index  map[*autodiff.Var]int
 	loader *data.Loader
@@ -119,19 +125,23 @@ type rank struct {
 	loss stepResult
 }
 
+// gradReducer averages one rank's gradients across the ranks: collective.Reducer (host ring) or a
+// rank of collective.DeviceReducer (device ring).
+type gradReducer interface {
+	Ready(i int, g *tensor.Tensor) error
+	Wait(grads []*tensor.Tensor) error
+}
+
 // ddp is the set of ranks; ranks[0] wraps the trainer's own model.
 type ddp struct {
-	ring  *collective.HostRing[float32]
-	ranks []*rank
+	ring   *collective.HostRing[float32] // nil when devRed is used
+	devRed *collective.DeviceReducer     // set when every rank is a CUDA backend
+	ranks  []*rank
 }
 
 // newDDP builds ranks 1..n−1 next to the trainer's rank 0 and a reducer for each.
 func newDDP(t *trainer, kind string, n int) (*ddp, error) {
-	ring, err := collective.NewHostRing[float32](n, collective.Options{})
-	if err != nil {
-		return nil, err
-	}
-	d := &ddp{ring: ring}
+	d := &ddp{}
 	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
 	for r := 1; r < n; r++ {
 		dev, err := openRankDevice(kind, r, n)
@@ -159,17 +169,40 @@ func newDDP(t *trainer, kind string, n int) (*ddp, error) {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
 	}
+	var sizes []int
+	gpus := make([]*cuda.Backend, 0, n)
 	for _, rk := range d.ranks {
 		rk.params = rk.m.OptimParams()
 		rk.index = make(map[*autodiff.Var]int, len(rk.params))
-		sizes := make([]int, len(rk.params))
+		sizes = make([]int, len(rk.params))
 		for i, p := range rk.params {
 			sizes[i] = p.Var.Value.Numel()
 			rk.index[p.Var] = i
 		}
-		if rk.red, err = collective.NewReducer(ring, rk.r, sizes, ddpBucketElems); err != nil {
+		if rk.dev.gpu != nil {
+			gpus = append(gpus, rk.dev.gpu)
+		}
+	}
+	var err error
+	if len(gpus) == n {
+		// Every rank is on a CUDA device: reduce on the devices, no host staging.
+		if d.devRed, err = collective.NewDeviceReducer(gpus, sizes, ddpBucketElems, collective.Options{}); err != nil {
+			d.close()
+			return nil, fmt.Errorf("device all-reduce: %w", err)
+		}
+		for _, rk := range d.ranks {
+			rk.red = d.devRed.Rank(rk.r)
+		}
+	} else {
+		if d.ring, err = collective.NewHostRing[float32](n, collective.Options{}); err != nil {
 			d.close()
 			return nil, err
+		}
+		for _, rk := range d.ranks {
+			if rk.red, err = collective.NewReducer(d.ring, rk.r, sizes, ddpBucketElems); err != nil {
+				d.close()
+				return nil, err
+			}
 		}
 	}
 	if err := d.identical(); err != nil {
@@ -179,8 +212,12 @@ func newDDP(t *trainer, kind string, n int) (*ddp, error) {
 	return d, nil
 }
 
-// close releases the replicas' devices and loaders.
+// close releases the device reducer, the replicas' devices and loaders.
 func (d *ddp) close() {
+	if d.devRed != nil {
+		_ = d.devRed.Close()
+		d.devRed = nil
+	}
 	for _, rk := range d.ranks {
 		rk.closeLoader()
 		if rk.owned {
@@ -204,6 +241,22 @@ func (d *ddp) each(fn func(rk *rank) error) error {
 	for i, rk := range d.ranks {
 		wg.Go(func() {
 			if err := rk.dev.do(func() error { return fn(rk) }); err != nil {
+				errs[i] = fmt.Errorf("rank %d: %w", rk.r, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// eachRank runs fn for every rank on its own goroutine, outside the device work unit (fn opens its
+// own), and joins the errors (rank-tagged).
+func (d *ddp) eachRank(fn func(rk *rank) error) error {
+	errs := make([]error, len(d.ranks))
+	var wg sync.WaitGroup
+	for i, rk := range d.ranks {
+		wg.Go(func() {
+			if err := fn(rk); err != nil {
 				errs[i] = fmt.Errorf("rank %d: %w", rk.r, err)
 			}
 		})
@@ -381,34 +434,40 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
 		}
 	}
-	err = d.each(func(rk *rank) error {
-		var hookErr error
-		rk.tape.OnGradReady(func(v *autodiff.Var) {
-			if i, ok := rk.index[v]; ok && hookErr == nil {
-				hookErr = rk.red.Ready(i, v.Grad)
-			}
-		})
-		berr := rk.tape.Backward(rk.res.Loss)
+	err = d.eachRank(func(rk *rank) error {
+		var hookErr, berr error
 		grads := make([]*tensor.Tensor, len(rk.params))
-		for i, p := range rk.params {
-			if p.Var.Grad == nil {
-				v := p.Var.Value
-				p.Var.Grad = tensor.Zeros(v.Backend(), v.DType(), v.Shape()...)
+		derr := rk.dev.do(func() error {
+			rk.tape.OnGradReady(func(v *autodiff.Var) {
+				if i, ok := rk.index[v]; ok && hookErr == nil {
+					hookErr = rk.red.Ready(i, v.Grad)
+				}
+			})
+			berr = rk.tape.Backward(rk.res.Loss)
+			for i, p := range rk.params {
+				if p.Var.Grad == nil {
+					v := p.Var.Value
+					p.Var.Grad = tensor.Zeros(v.Backend(), v.DType(), v.Shape()...)
+				}
+				grads[i] = p.Var.Grad
 			}
-			grads[i] = p.Var.Grad
-		}
+			return nil
+		})
 		// Wait even after an error, so that the other ranks' collective calls are matched and the
-		// ring does not hang; the reducer treats missing gradients as zeros.
+		// ring does not hang; the reducer treats missing gradients as zeros. Outside the device
+		// work unit: the device reducer needs every rank's device worker (gradReducer).
 		werr := rk.red.Wait(grads)
-		if err := errors.Join(berr, hookErr, werr); err != nil {
+		if err := errors.Join(derr, berr, hookErr, werr); err != nil {
 			return err
 		}
-		rk.opt.Step(lr)
-		rk.opt.ZeroGrad()
-		if rk.ema != nil {
-			rk.ema.Update()
-		}
-		return rk.dev.be.Err()
+		return rk.dev.do(func() error {
+			rk.opt.Step(lr)
+			rk.opt.ZeroGrad()
+			if rk.ema != nil {
+				rk.ema.Update()
+			}
+			return rk.dev.be.Err()
+		})
 	})
 	if err != nil {
 		return mean, fmt.Errorf("step %d: %w", t.st.Step+1, err)

@@ -307,6 +307,25 @@ func (g *DeviceRing) recv(rk *devRank, buf cu.DevicePtr, s span, slot int, kind 
 	})
 }
 
+// After orders the ring's next operations after the producers of the buffers: rank r's stream waits
+// for evs[r], an event recorded on the stream that wrote rank r's buffer (e.g. a CUDA backend's
+// stream), so Enqueue may follow without a host synchronisation. A zero event is skipped. The wait
+// binds to each event's latest record at the time of this call (cuStreamWaitEvent).
+func (g *DeviceRing) After(evs []cu.Event) error {
+	if len(evs) != len(g.ranks) {
+		return fmt.Errorf("collective: %d events for a ring of %d ranks", len(evs), len(g.ranks))
+	}
+	for r, rk := range g.ranks {
+		if evs[r] == 0 {
+			continue
+		}
+		if err := rk.dev.Do(func() error { return cu.StreamWaitEvent(rk.stream, evs[r]) }); err != nil {
+			return fmt.Errorf("collective: rank %d: wait for its buffer's producer: %w", r, err)
+		}
+	}
+	return nil
+}
+
 // Sync waits for every rank's stream.
 func (g *DeviceRing) Sync() error {
 	var errs []error

@@ -32,5 +32,8 @@
 // Reducer groups a rank's parameter gradients into buckets in reverse parameter order (the order
 // backward produces them) and all-reduces a bucket as soon as its last gradient is final, on a
 // worker goroutine, so communication overlaps the rest of the backward pass. It is fed by
-// autodiff's Tape.OnGradReady.
+// autodiff's Tape.OnGradReady. DeviceReducer (devreducer.go) is the same bucketing for ranks that
+// are all CUDA backends: gradients are packed into device buckets on each backend's stream,
+// DeviceRing reduces them after the packing (events), and the averages are copied back on the
+// backend streams, with no host staging; its averages are bit-identical to Reducer's over HostRing.
 package collective
