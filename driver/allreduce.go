@@ -4,11 +4,9 @@ package main
 // all_reduce_perf, so figures compare with published NCCL numbers.
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"sync"
 	"text/tabwriter"
@@ -97,18 +95,7 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	if err != nil {
 		return err
 	}
-	js, _ := json.MarshalIndent(res, "", "  ")
-	if p := c.String("json-out"); p != "" {
-		if err := os.WriteFile(p, append(js, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--json-out: %v", err)
-		}
-	}
-	if c.Bool("json") {
-		fmt.Fprintln(c.App.Writer, string(js))
-		return nil
-	}
-	printAllReduce(c.App.Writer, res)
-	return nil
+	return emitReport(c, res, func() { printAllReduce(c.App.Writer, res) })
 }
 
 // timeCalls runs warmup untimed and iters timed calls of one all-reduce and returns the median and

@@ -175,7 +175,16 @@ func runBench(c *cli.Context) error {
 			return err
 		}
 	}
-	js, _ := json.MarshalIndent(res, "", "  ")
+	return emitReport(c, res, func() { printBench(c.App.Writer, res) })
+}
+
+// emitReport writes a bench report as JSON to --json-out when set, then prints it as JSON (--json)
+// or as the human table.
+func emitReport(c *cli.Context, res any, table func()) error {
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: encode report: %v", err)
+	}
 	if p := c.String("json-out"); p != "" {
 		if err := os.WriteFile(p, append(js, '\n'), 0o644); err != nil {
 			return fmt.Errorf("--json-out: %v", err)
@@ -185,7 +194,7 @@ func runBench(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, string(js))
 		return nil
 	}
-	printBench(c.App.Writer, res)
+	table()
 	return nil
 }
 
