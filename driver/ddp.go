@@ -396,10 +396,8 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			return err
 		}
 		rk.x, rk.next = x, off
-		if t.cfg.Conditioning {
-			if rk.cond, err = rk.m.OneHot(b.Labels); err != nil {
-				return err
-			}
+		if rk.cond, err = condition(rk.m, b.Labels); err != nil {
+			return err
 		}
 		rk.tape = autodiff.NewTape()
 		if rk.res, err = rk.m.Forward(rk.tape, x, rk.cond); err != nil {

@@ -61,14 +61,11 @@ func evaluate(dev *device, m *dlf.Model, ds *data.Dataset, batch int, seed uint6
 		// objs[k][i] is the objective (log-likelihood in nats) of image i under draw k.
 		objs := make([][]float64, draws)
 		err = dev.do(func() error {
-			var cond *tensor.Tensor
-			if cfg.Conditioning {
-				var err error
-				if cond, err = m.OneHot(b.Labels); err != nil {
-					return err
-				}
-				defer cond.Release()
+			cond, err := condition(m, b.Labels)
+			if err != nil {
+				return err
 			}
+			defer release(cond)
 			for k := range objs {
 				x, off, err := m.Preprocess(b.Images, b.N, false, seed, offset)
 				if err != nil {

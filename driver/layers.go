@@ -120,13 +120,11 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 		return fmt.Sprintf("the layer could not be located: %v", err)
 	}
 	defer x.Release()
-	var cond *tensor.Tensor
-	if m.Config().Conditioning {
-		if cond, err = diag.OneHot(labels); err != nil {
-			return fmt.Sprintf("the layer could not be located: %v", err)
-		}
-		defer cond.Release()
+	cond, err := condition(diag, labels)
+	if err != nil {
+		return fmt.Sprintf("the layer could not be located: %v", err)
 	}
+	defer release(cond)
 	res, err := diag.Forward(autodiff.NoGrad(), x, cond)
 	if err != nil {
 		return fmt.Sprintf("the layer could not be located: %v", err)

@@ -558,7 +558,7 @@ func (t *trainer) dataInit() error {
 			return err
 		}
 		defer x.Release()
-		cond, err := t.oneHot(sub.Labels)
+		cond, err := condition(t.m, sub.Labels)
 		if err != nil {
 			return err
 		}
@@ -567,11 +567,13 @@ func (t *trainer) dataInit() error {
 	})
 }
 
-func (t *trainer) oneHot(labels []int32) (*tensor.Tensor, error) {
-	if !t.cfg.Conditioning {
+// condition returns the one-hot class condition of a batch for a class-conditional model, and nil
+// for an unconditional one, so every caller feeds Forward and DataInit the same way.
+func condition(m *dlf.Model, labels []int32) (*tensor.Tensor, error) {
+	if !m.Config().Conditioning {
 		return nil, nil
 	}
-	return t.m.OneHot(labels)
+	return m.OneHot(labels)
 }
 
 func release(ts ...*tensor.Tensor) {
@@ -857,7 +859,7 @@ func (t *trainer) step(b *data.Batch, lr float64) (stepResult, error) {
 			return err
 		}
 		defer x.Release()
-		cond, err := t.oneHot(b.Labels)
+		cond, err := condition(t.m, b.Labels)
 		if err != nil {
 			return err
 		}
