@@ -72,6 +72,7 @@ gpu-check: build
 	rm -rf bin/gpu && mkdir -p bin/gpu
 	$(GO) test -c -ldflags='-s -w' -o bin/gpu/ $(addprefix ./,$(GPU_TEST_PKGS))
 	$(GO) build -ldflags='-s -w' -o bin/gpu/driver ./driver
+	bin/driver data fetch --data_dir bin/gpu/data mnist >/dev/null
 	@ls -1 bin/gpu; du -sh bin/gpu
 
 data: build
@@ -106,7 +107,7 @@ emu-test: cuda-emu
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
 	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
-	  -run 'TestGPU' ./dlf/
+	  -run 'TestGPU' ./dlf/ ./driver/
 
 vet:
 	$(GO) vet ./...

@@ -25,6 +25,7 @@ func allreduceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "num_gpus", Value: 2, Usage: "ranks of the --allreduce ring (goroutines on the CPU; devices, or virtual ranks on device 0, on CUDA)"},
 		&cli.Int64Flag{Name: "min_bytes", Value: 4 << 10, Usage: "smallest --allreduce message in bytes"},
 		&cli.Int64Flag{Name: "max_bytes", Value: 256 << 20, Usage: "largest --allreduce message in bytes (sizes double from --min_bytes)"},
+		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory)"},
 	}
 }
 
@@ -81,6 +82,13 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	case iters < 1 || warmup < 0:
 		return fmt.Errorf("--iters %d, --warmup %d: want iters ≥ 1, warmup ≥ 0", iters, warmup)
 	}
+	transport := c.String("transport")
+	switch {
+	case transport != "auto" && transport != "host":
+		return fmt.Errorf("--transport %q: want auto or host", transport)
+	case transport == "host" && kind != "cuda":
+		return fmt.Errorf("--transport host applies to --device cuda (the CPU ring has no links to stage)")
+	}
 	var sizes []int64
 	for b := lo; b <= hi; b *= 2 {
 		sizes = append(sizes, b)
@@ -88,7 +96,7 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	var res *allreduceResult
 	var err error
 	if kind == "cuda" {
-		res, err = benchDeviceRing(n, sizes, iters, warmup, c.Float64("peak_gbs"))
+		res, err = benchDeviceRing(n, sizes, iters, warmup, c.Float64("peak_gbs"), transport == "host")
 	} else {
 		res, err = benchHostRing(n, sizes, iters, warmup, c.Float64("peak_gbs"))
 	}
@@ -224,7 +232,7 @@ func newAllreduceRow(b int64, elems, n int, med, best float64, check string) all
 // benchDeviceRing times DeviceRing on CUDA: on n devices when the machine has them, else n virtual
 // ranks (own streams and buffers) on device 0, whose "links" are device-to-device copies through
 // the one GPU's memory.
-func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (*allreduceResult, error) {
+func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, hostStaged bool) (*allreduceResult, error) {
 	count, err := cu.DeviceCount()
 	if err != nil {
 		return nil, fmt.Errorf("--device cuda: %v", err)
@@ -253,7 +261,7 @@ func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (
 		opened = append(opened, d)
 		devs[r] = d
 	}
-	ring, err := collective.NewDeviceRing(devs, collective.Options{})
+	ring, err := collective.NewDeviceRing(devs, collective.Options{HostStaged: hostStaged})
 	if err != nil {
 		return nil, err
 	}
@@ -262,9 +270,17 @@ func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (
 		Impl: "dlf", Device: devs[0].String(), Transport: "DeviceRing", Ranks: n, Virtual: virtual,
 		Op: "avg", DType: "float32", Iters: iters, Warmup: warmup,
 	}
-	if virtual {
+	switch {
+	case hostStaged:
+		res.Transport = "DeviceRing, every link staged through pinned host memory (--transport host)"
+		ndev := n
+		if virtual {
+			ndev = 1
+		}
+		res.Note = fmt.Sprintf("%d ranks on %d device(s); each slice goes device → pinned host → device", n, ndev)
+	case virtual:
 		res.Note = fmt.Sprintf("only %d CUDA device(s) found: %d virtual ranks on device 0 (own streams and buffers; links are device-to-device copies), so busbw measures the one GPU's memory, not a GPU interconnect", count, n)
-	} else {
+	default:
 		staged := false
 		for r := range n {
 			staged = staged || ring.HostStaged(r)

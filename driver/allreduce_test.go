@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,13 @@ func TestBenchAllReduce(t *testing.T) {
 	}
 	if _, err := runApp(t, "bench", "--allreduce", "--device", "cpu", "--num_gpus", "1"); err == nil {
 		t.Error("bench --allreduce --num_gpus 1 succeeded; an all-reduce needs two ranks")
+	}
+	for _, c := range []struct{ transport, want string }{
+		{"host", "--transport host applies to --device cuda"},
+		{"nvlink", `--transport "nvlink": want auto or host`},
+	} {
+		if _, err := runApp(t, "bench", "--allreduce", "--device", "cpu", "--transport", c.transport); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bench --allreduce --transport %s on the CPU: %v, want an error containing %q", c.transport, err, c.want)
+		}
 	}
 }

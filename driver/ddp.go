@@ -27,14 +27,16 @@ package main
 //     same checkpoint into every replica. The checkpoint records the world size, and a run can only
 //     be resumed with the same --num_gpus (its data position counts in per-rank batches).
 //   - The transport: when every rank is a CUDA backend, collective.DeviceReducer packs the gradients
-//     into device buckets (device-to-device copies on each backend's stream), all-reduces them with
-//     DeviceRing (peer copies and the reduction kernel, ordered after the packing by events) and
-//     copies the averages back on the backend streams before the optimizer step; nothing goes
-//     through the host. Otherwise (the CPU) the Reducer runs HostRing with goroutine ranks. Both
-//     give bit-identical averages for the same bucket layout (the same ring schedule). Wait runs
-//     outside the rank's device work unit: the device reducer's last rank to arrive drives every
-//     rank's device, whose worker must then be free. Because each rank's backward runs as one work
-//     unit, the device ring starts after backward ends rather than overlapping it.
+//     into device buckets (device-to-device copies on each backend's stream), and as soon as every
+//     rank has packed a bucket its proxy queues the bucket's all-reduce on DeviceRing (peer copies
+//     and the reduction kernel on the ring's own streams, ordered after the packing by events, issued
+//     from the ring's own thread), so the ring runs while the ranks' device workers are still queuing
+//     the rest of the backward pass. Wait makes each backend stream wait for the ring and copy the
+//     averages back before the optimizer step; nothing goes through the host and the host never
+//     waits for a device during the step. Otherwise (the CPU) the Reducer runs HostRing with goroutine
+//     ranks. Both give bit-identical averages for the same bucket layout (the same ring schedule).
+//     Wait runs outside the rank's device work unit: it is a barrier across ranks, and virtual ranks
+//     (--virtual_gpus) may share one GPU.
 
 import (
 	"errors"
@@ -72,11 +74,14 @@ func rankSeed(seed uint64, r int) uint64 { return seed + uint64(r)*rankSeedStep 
 const ddpBucketElems = 1 << 20
 
 // checkWorld refuses --num_gpus values the device cannot serve, before any work starts.
-func checkWorld(kind string, n int) error {
+func checkWorld(kind string, n int, virtual bool) error {
 	if n < 1 {
 		return fmt.Errorf("--num_gpus %d: want at least 1", n)
 	}
-	if kind != "cuda" || n == 1 {
+	if virtual && kind != "cuda" {
+		return fmt.Errorf("--virtual_gpus needs --device cuda (CPU ranks are goroutines already)")
+	}
+	if kind != "cuda" || n == 1 || virtual {
 		return nil
 	}
 	count, err := cu.DeviceCount()
@@ -89,10 +94,15 @@ func checkWorld(kind string, n int) error {
 	return nil
 }
 
-// openRankDevice opens rank r's backend of a world of n ranks.
-func openRankDevice(kind string, r, n int) (*device, error) {
+// openRankDevice opens rank r's backend of a world of n ranks; virtual puts every CUDA rank on GPU 0
+// (its own device worker, stream and memory, sharing the GPU's primary context).
+func openRankDevice(kind string, r, n int, virtual bool) (*device, error) {
 	if kind == "cuda" {
-		b, err := cuda.New(r)
+		ord := r
+		if virtual {
+			ord = 0
+		}
+		b, err := cuda.New(ord)
 		if err != nil {
 			return nil, fmt.Errorf("--device cuda, rank %d: %w", r, err)
 		}
@@ -144,7 +154,7 @@ func newDDP(t *trainer, kind string, n int) (*ddp, error) {
 	d := &ddp{}
 	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
 	for r := 1; r < n; r++ {
-		dev, err := openRankDevice(kind, r, n)
+		dev, err := openRankDevice(kind, r, n, t.o.virtual)
 		if err != nil {
 			d.close()
 			return nil, err

@@ -23,12 +23,9 @@ func paramBits(m *dlf.Model) map[string][]uint32 {
 	return out
 }
 
-// TestTrainDataParallel trains a tiny Glow (data-dependent actnorm init) with --num_gpus 2 on the
-// CPU for a few steps, checks that the two replicas end bit-identical and that training moved them,
-// then resumes the run for more steps with the same check.
-func TestTrainDataParallel(t *testing.T) {
-	dataDir := mnist(t)
-	res := filepath.Join(t.TempDir(), "ddp")
+// captureReplicas makes every data-parallel run of the test append its replicas' parameters (as
+// paramBits) to the returned slice when it finishes.
+func captureReplicas(t *testing.T) *[][]map[string][]uint32 {
 	var got [][]map[string][]uint32
 	ddpFinished = func(ms []*dlf.Model) {
 		var snap []map[string][]uint32
@@ -37,7 +34,17 @@ func TestTrainDataParallel(t *testing.T) {
 		}
 		got = append(got, snap)
 	}
-	defer func() { ddpFinished = nil }()
+	t.Cleanup(func() { ddpFinished = nil })
+	return &got
+}
+
+// TestTrainDataParallel trains a tiny Glow (data-dependent actnorm init) with --num_gpus 2 on the
+// CPU for a few steps, checks that the two replicas end bit-identical and that training moved them,
+// then resumes the run for more steps with the same check.
+func TestTrainDataParallel(t *testing.T) {
+	dataDir := mnist(t)
+	res := filepath.Join(t.TempDir(), "ddp")
+	got := captureReplicas(t)
 	// A resumed run takes its configuration from the checkpoint, so only the first names the preset.
 	args := func(steps string, extra ...string) []string {
 		return tinyTrain(dataDir, res, append([]string{"--train_subset", "96", "--test_subset", "16",
@@ -55,10 +62,10 @@ func TestTrainDataParallel(t *testing.T) {
 			t.Errorf("resumed train output lacks %q:\n%s", want, out)
 		}
 	}
-	if len(got) != 2 {
-		t.Fatalf("the finish hook ran %d times, want 2 (one per run)", len(got))
+	if len(*got) != 2 {
+		t.Fatalf("the finish hook ran %d times, want 2 (one per run)", len(*got))
 	}
-	for run, snap := range got {
+	for run, snap := range *got {
 		if len(snap) != 2 {
 			t.Fatalf("run %d: %d replicas, want 2", run, len(snap))
 		}
@@ -77,8 +84,8 @@ func TestTrainDataParallel(t *testing.T) {
 	}
 	// The resumed run must have changed the parameters (training happened on both runs).
 	moved := false
-	for name, a := range got[0][0] {
-		for i, v := range got[1][0][name] {
+	for name, a := range (*got)[0][0] {
+		for i, v := range (*got)[1][0][name] {
 			moved = moved || v != a[i]
 		}
 	}

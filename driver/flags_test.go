@@ -43,6 +43,8 @@ func TestBadFlags(t *testing.T) {
 		{"negative max_steps", train("--max_steps", "-3"), "--max_steps -3 is negative"},
 		{"no replicas", train("--num_gpus", "0"), "--num_gpus 0: want at least 1"},
 		{"shard smaller than a batch", train("--num_gpus", "2", "--batch_size", "20", "--train_subset", "32"), "--num_gpus 2, --batch_size 20: each replica's shard of the 32 training images has only 16"},
+		{"virtual GPUs on the CPU", train("--num_gpus", "2", "--virtual_gpus"), "--virtual_gpus needs --device cuda"},
+		{"negative sample interval", train("--sample_per_epochs", "-1"), "--sample_per_epochs -1 is negative"},
 		{"temperatures", train("--temperatures", "0.5,hot"), `--temperatures: "hot" is not a non-negative number`},
 		{"unknown flag", train("--frobnicate"), "flag provided but not defined: -frobnicate"},
 		{"stray argument", train("mnist"), `train takes no arguments, got "mnist"`},

@@ -54,10 +54,12 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "valid_per_steps", Value: 0, Usage: "also evaluate the test set every this many steps (0: only at epoch ends)"},
 		&cli.StringFlag{Name: "temperatures", Value: "0,0.5,0.7,0.8,0.9,1", Usage: "sampling temperatures of the per-epoch sample grids"},
 		&cli.IntFlag{Name: "num_samples", Value: 100, Usage: "images per sample grid"},
+		&cli.IntFlag{Name: "sample_per_epochs", Value: 1, Usage: "epochs between sample grids and loss-plot updates (0: never, e.g. for tiny --train_subset runs)"},
 		&cli.IntFlag{Name: "train_subset", Usage: "train on the first N training images only (0: all), for quick experiments"},
 		&cli.IntFlag{Name: "test_subset", Usage: "evaluate on the first N test images only (0: all)"},
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
 		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
+		&cli.BoolFlag{Name: "virtual_gpus", Usage: "with --device cuda, put all --num_gpus replicas on GPU 0 (own streams and memory): data-parallel training on a one-GPU machine, for testing"},
 	)
 	for _, f := range configFlags() {
 		flags = append(flags, f.flag)
@@ -87,6 +89,7 @@ type trainOpts struct {
 	validEvery   int
 	temps        []float64
 	gridN        int
+	sampleEvery  int
 	trainSubset  int
 	testSubset   int
 	workers      int
@@ -97,6 +100,8 @@ type trainOpts struct {
 	resumeErrors []string
 	// world is --num_gpus: the number of data-parallel ranks (ddp.go).
 	world int
+	// virtual is --virtual_gpus: every CUDA rank on GPU 0.
+	virtual bool
 }
 
 func parseTrainOpts(c *cli.Context) (trainOpts, error) {
@@ -104,7 +109,7 @@ func parseTrainOpts(c *cli.Context) (trainOpts, error) {
 		numEpoch: c.Int("num_epoch"), maxSteps: c.Int("max_steps"), maxTime: c.Duration("max_time"),
 		nanPolicy: c.String("nan_policy"), keep: c.Int("keep_checkpoints"), ckptEvery: c.Duration("checkpoint_every"),
 		printEvery: c.Int("print_per_steps"), testEvery: c.Int("test_per_epochs"), validEvery: c.Int("valid_per_steps"),
-		gridN: c.Int("num_samples"), trainSubset: c.Int("train_subset"), testSubset: c.Int("test_subset"), workers: c.Int("workers"),
+		gridN: c.Int("num_samples"), sampleEvery: c.Int("sample_per_epochs"), trainSubset: c.Int("train_subset"), testSubset: c.Int("test_subset"), workers: c.Int("workers"),
 	}
 	switch {
 	case o.numEpoch < 1:
@@ -127,12 +132,14 @@ func parseTrainOpts(c *cli.Context) (trainOpts, error) {
 		return o, fmt.Errorf("--valid_per_steps %d is negative", o.validEvery)
 	case o.gridN < 1:
 		return o, fmt.Errorf("--num_samples %d: want at least 1", o.gridN)
+	case o.sampleEvery < 0:
+		return o, fmt.Errorf("--sample_per_epochs %d is negative", o.sampleEvery)
 	case o.trainSubset < 0 || o.testSubset < 0:
 		return o, fmt.Errorf("--train_subset and --test_subset must not be negative")
 	case o.workers < 1:
 		return o, fmt.Errorf("--workers %d: want at least 1", o.workers)
 	}
-	o.world = c.Int("num_gpus")
+	o.world, o.virtual = c.Int("num_gpus"), c.Bool("virtual_gpus")
 	var err error
 	if o.temps, err = parseTemperatures(c.String("temperatures")); err != nil {
 		return o, err
@@ -140,7 +147,7 @@ func parseTrainOpts(c *cli.Context) (trainOpts, error) {
 	if o.deviceKind, err = resolveDevice(c.String("device")); err != nil {
 		return o, err
 	}
-	if err := checkWorld(o.deviceKind, o.world); err != nil {
+	if err := checkWorld(o.deviceKind, o.world, o.virtual); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -401,7 +408,7 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	var dev *device
 	var err error
 	if o.world > 1 {
-		dev, err = openRankDevice(o.deviceKind, 0, o.world)
+		dev, err = openRankDevice(o.deviceKind, 0, o.world, o.virtual)
 	} else {
 		dev, err = openDevice(o.deviceKind)
 	}
@@ -952,6 +959,10 @@ func (t *trainer) epochEnd(epoch int) error {
 	}
 	if t.stop.Load() {
 		return nil
+	}
+	if t.o.sampleEvery == 0 || (epoch+1)%t.o.sampleEvery != 0 {
+		t.st.PendingEpochEnd = -1
+		return t.save()
 	}
 	start := time.Now()
 	var paths []string

@@ -12,6 +12,8 @@ BIN=${BIN:-bin/gpu}
 LOG=${OUT:-bin/gpu-logs}
 mkdir -p "$LOG"
 export REQUIRE_GPU=1 GOTRACEBACK=crash
+# MNIST as `make gpu-check` copied it (this machine has no Go module cache to fetch it from).
+export DLF_TEST_MNIST=$PWD/$BIN/data/mnist
 start=$(date +%s)
 rows=()
 
@@ -68,6 +70,21 @@ fi
 [ -x "$BIN/cuda.test" ] && run bench-cuda 90 "$BIN/cuda.test" -test.run NONE -test.bench . -test.benchtime 200ms
 if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
   run driver-bench 90 "$BIN/driver" bench --device cuda --json-out "$LOG/bench.json"
+  # The ring all-reduce (issue 8): virtual ranks on one GPU unless the machine has several, over
+  # peer/device-to-device copies and over pinned host memory.
+  for n in 2 4; do
+    run "allreduce-n$n" 60 "$BIN/driver" bench --allreduce --device cuda --num_gpus $n --iters 10 --warmup 2 --json-out "$LOG/allreduce-n$n.json"
+  done
+  run allreduce-n2-host 60 "$BIN/driver" bench --allreduce --device cuda --num_gpus 2 --transport host --max_bytes $((64 << 20)) --iters 5 --warmup 1
+  # Data-parallel training against one replica, same per-replica batch: images/s of each.
+  if [ -d "$BIN/data/mnist" ]; then
+    for n in 1 2; do
+      virt=(); [ $n -gt 1 ] && virt=(--virtual_gpus)
+      run "train-ddp-n$n" 60 "$BIN/driver" train --device cuda --problem mnist --data_dir "$BIN/data/mnist" \
+        --results_dir "$LOG/ddp-n$n" --num_gpus $n "${virt[@]}" --batch_size 64 --train_subset 8192 --test_subset 256 \
+        --sample_per_epochs 0 --max_steps 60 --print_per_steps 20
+    done
+  fi
 fi
 py=$(command -v /opt/torch/.venv/bin/python3 || command -v python3)
 if [ -f reference/dlf_torch.py ] && [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then

@@ -31,11 +31,22 @@ import (
 // guide, stream-ordered allocator). Where peer access is not possible the slice is staged through
 // page-locked host memory (cuMemAllocHost): cuMemcpyDtoHAsync on the sender's stream, an event, and
 // cuMemcpyHtoDAsync on the receiver's stream — asynchronous only because the host memory is pinned.
+//
+// Every driver call of the ring, after its kernels are loaded, runs on the ring's own proxy thread
+// (a cu.Worker), which makes each rank's context current as it goes, never on the devices' workers:
+// so the ring can queue a bucket's all-reduce while a device worker is still busy queuing the
+// backward pass that produces the next bucket (NCCL's proxy thread plays the same part). The
+// methods are safe for concurrent use; they are serialised on that thread, which also keeps the
+// host order of the queued operations that the one-event-per-slot scheme relies on.
 type DeviceRing struct {
 	opt   Options
 	ranks []*devRank
 	kern  map[*cu.Device]*kernels.Kernels
-	stage int // elements per staging buffer
+	w     *cu.Worker
+	// Touched only on the proxy thread:
+	cur   cu.Context // the context current on it
+	stage int        // elements per staging buffer
+	msg   int        // messages queued per link since the streams were last idle (slot reuse)
 }
 
 type devRank struct {
@@ -58,6 +69,10 @@ func NewDeviceRing(devs []*cu.Device, opt Options) (*DeviceRing, error) {
 		return nil, fmt.Errorf("collective: a ring needs at least 1 rank, got %d", len(devs))
 	}
 	g := &DeviceRing{opt: opt, kern: map[*cu.Device]*kernels.Kernels{}}
+	var err error
+	if g.w, err = cu.NewWorker(); err != nil {
+		return nil, fmt.Errorf("collective: proxy thread: %w", err)
+	}
 	for r, dev := range devs {
 		if dev == nil {
 			g.Close()
@@ -74,7 +89,7 @@ func NewDeviceRing(devs []*cu.Device, opt Options) (*DeviceRing, error) {
 		}
 		rk := &devRank{dev: dev, k: k}
 		g.ranks = append(g.ranks, rk)
-		if err := dev.Do(func() error {
+		if err := g.on(rk, func() error {
 			var err error
 			rk.stream, err = cu.StreamCreate()
 			return err
@@ -85,10 +100,16 @@ func NewDeviceRing(devs []*cu.Device, opt Options) (*DeviceRing, error) {
 	}
 	for r, rk := range g.ranks {
 		prev := g.ranks[(r+len(g.ranks)-1)%len(g.ranks)]
-		if prev.dev == rk.dev {
+		if opt.HostStaged {
+			rk.hostStaged = true
 			continue
 		}
-		ok, err := peerPair(prev.dev, rk.dev)
+		if prev.dev.Handle() == rk.dev.Handle() {
+			// One GPU (the same Device, or two opened on one ordinal, which share its primary
+			// context): a plain device-to-device copy, no peer access needed.
+			continue
+		}
+		ok, err := g.peerPair(prev, rk)
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("collective: peer access between ranks %d and %d: %w", (r+len(g.ranks)-1)%len(g.ranks), r, err)
@@ -98,23 +119,37 @@ func NewDeviceRing(devs []*cu.Device, opt Options) (*DeviceRing, error) {
 	return g, nil
 }
 
-// peerPair enables peer access both ways between a and b when the hardware allows it.
-func peerPair(a, b *cu.Device) (bool, error) {
-	ab, err := cu.DeviceCanAccessPeer(a.Handle(), b.Handle())
+// peerPair enables peer access both ways between a's and b's devices when the hardware allows it.
+// Access is enabled from the accessing context (cuCtxEnablePeerAccess acts on the current one).
+func (g *DeviceRing) peerPair(a, b *devRank) (bool, error) {
+	ab, err := cu.DeviceCanAccessPeer(a.dev.Handle(), b.dev.Handle())
 	if err != nil {
 		return false, err
 	}
-	ba, err := cu.DeviceCanAccessPeer(b.Handle(), a.Handle())
+	ba, err := cu.DeviceCanAccessPeer(b.dev.Handle(), a.dev.Handle())
 	if err != nil || !ab || !ba {
 		return false, err
 	}
-	if err := a.Do(func() error { return cu.CtxEnablePeerAccess(b.Context()) }); err != nil {
+	if err := g.on(a, func() error { return cu.CtxEnablePeerAccess(b.dev.Context()) }); err != nil {
 		return false, err
 	}
-	if err := b.Do(func() error { return cu.CtxEnablePeerAccess(a.Context()) }); err != nil {
+	if err := g.on(b, func() error { return cu.CtxEnablePeerAccess(a.dev.Context()) }); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// on runs fn on the proxy thread with rk's context current (inline when already on it).
+func (g *DeviceRing) on(rk *devRank, fn func() error) error {
+	return g.w.Do(func() error {
+		if ctx := rk.dev.Context(); g.cur != ctx {
+			if err := cu.CtxSetCurrent(ctx); err != nil {
+				return err
+			}
+			g.cur = ctx
+		}
+		return fn()
+	})
 }
 
 // Ranks returns the number of ranks.
@@ -128,13 +163,13 @@ func (g *DeviceRing) ensureStage(n int) error {
 	if n <= g.stage && len(g.ranks[0].sent) > 0 {
 		return nil
 	}
-	if err := g.Sync(); err != nil {
+	if err := g.sync(); err != nil {
 		return err
 	}
 	d := g.opt.depth()
 	n = max(n, g.stage, 1)
 	for _, rk := range g.ranks {
-		err := rk.dev.Do(func() error {
+		err := g.on(rk, func() error {
 			rk.freeStage()
 			for range d {
 				p, err := cu.MemAlloc(int64(n) * 4)
@@ -194,8 +229,14 @@ func (g *DeviceRing) AllReduce(bufs []cu.DevicePtr, n int, op Op) error {
 }
 
 // Enqueue queues the all-reduce of AllReduce on the ranks' streams and returns without waiting;
-// Sync waits. The buffers must not be touched until then.
+// Sync waits (or Record marks the end for other streams). The buffers must not be touched until
+// then. Successive calls may follow each other without a Sync: a staging slot is reused only after
+// its receiver's stream has consumed the previous message in it, whichever call queued that.
 func (g *DeviceRing) Enqueue(bufs []cu.DevicePtr, n int, op Op) error {
+	return g.w.Do(func() error { return g.enqueue(bufs, n, op) })
+}
+
+func (g *DeviceRing) enqueue(bufs []cu.DevicePtr, n int, op Op) error {
 	N := len(g.ranks)
 	if len(bufs) != N {
 		return fmt.Errorf("collective: %d buffers for a ring of %d ranks", len(bufs), N)
@@ -222,10 +263,11 @@ func (g *DeviceRing) Enqueue(bufs []cu.DevicePtr, n int, op Op) error {
 		plans[r] = steps(r, N)
 	}
 	d := g.opt.depth()
-	msg := 0 // messages per link so far; the same on every link
+	// g.msg counts the messages per link (the same on every link) since the streams were last
+	// idle; it carries over from earlier calls, whose messages may still occupy the slots.
 	for i := range plans[0] {
 		for k := 0; k < p.slices; k++ {
-			slot := msg % d
+			slot := g.msg % d
 			for r, rk := range g.ranks {
 				next := g.ranks[(r+1)%N]
 				st := plans[r][i]
@@ -233,7 +275,7 @@ func (g *DeviceRing) Enqueue(bufs []cu.DevicePtr, n int, op Op) error {
 				if src.len() != dst.len() {
 					return fmt.Errorf("collective: internal error: rank %d sends %d elements, rank %d expects %d", r, src.len(), (r+1)%N, dst.len())
 				}
-				if err := g.send(rk, next, bufs[r], src, slot, msg >= d); err != nil {
+				if err := g.send(rk, next, bufs[r], src, slot, g.msg >= d); err != nil {
 					return fmt.Errorf("collective: rank %d → %d: %w", r, (r+1)%N, err)
 				}
 				nst := plans[(r+1)%N][i]
@@ -245,7 +287,7 @@ func (g *DeviceRing) Enqueue(bufs []cu.DevicePtr, n int, op Op) error {
 					return fmt.Errorf("collective: rank %d: %w", (r+1)%N, err)
 				}
 			}
-			msg++
+			g.msg++
 		}
 	}
 	return nil
@@ -256,7 +298,7 @@ func (g *DeviceRing) Enqueue(bufs []cu.DevicePtr, n int, op Op) error {
 func (g *DeviceRing) send(from, to *devRank, buf cu.DevicePtr, s span, slot int, reuse bool) error {
 	bytes := int64(s.len()) * 4
 	srcPtr := buf + cu.DevicePtr(s.lo*4)
-	return from.dev.Do(func() error {
+	return g.on(from, func() error {
 		if reuse {
 			if err := cu.StreamWaitEvent(from.stream, to.freed[slot]); err != nil {
 				return err
@@ -283,7 +325,7 @@ func (g *DeviceRing) send(from, to *devRank, buf cu.DevicePtr, s span, slot int,
 func (g *DeviceRing) recv(rk *devRank, buf cu.DevicePtr, s span, slot int, kind stepKind, scale float32) error {
 	n := int64(s.len())
 	dst := buf + cu.DevicePtr(s.lo*4)
-	return rk.dev.Do(func() error {
+	return g.on(rk, func() error {
 		if err := cu.StreamWaitEvent(rk.stream, rk.sent[slot]); err != nil {
 			return err
 		}
@@ -312,40 +354,67 @@ func (g *DeviceRing) recv(rk *devRank, buf cu.DevicePtr, s span, slot int, kind 
 // stream), so Enqueue may follow without a host synchronisation. A zero event is skipped. The wait
 // binds to each event's latest record at the time of this call (cuStreamWaitEvent).
 func (g *DeviceRing) After(evs []cu.Event) error {
+	return g.perRankEvent(evs, "wait for its buffer's producer", func(rk *devRank, e cu.Event) error {
+		return cu.StreamWaitEvent(rk.stream, e)
+	})
+}
+
+// Record records evs[r] on rank r's ring stream, after everything queued so far, so that another
+// stream (the consumer of the reduced buffer) can wait for the ring with cuStreamWaitEvent instead
+// of the host waiting with Sync. A zero event is skipped.
+func (g *DeviceRing) Record(evs []cu.Event) error {
+	return g.perRankEvent(evs, "mark the end of its all-reduces", func(rk *devRank, e cu.Event) error {
+		return cu.EventRecord(e, rk.stream)
+	})
+}
+
+// perRankEvent runs fn(rank, evs[r]) for every rank with a non-zero event, on the proxy thread.
+func (g *DeviceRing) perRankEvent(evs []cu.Event, what string, fn func(*devRank, cu.Event) error) error {
 	if len(evs) != len(g.ranks) {
 		return fmt.Errorf("collective: %d events for a ring of %d ranks", len(evs), len(g.ranks))
 	}
-	for r, rk := range g.ranks {
-		if evs[r] == 0 {
-			continue
+	return g.w.Do(func() error {
+		for r, rk := range g.ranks {
+			if evs[r] == 0 {
+				continue
+			}
+			if err := g.on(rk, func() error { return fn(rk, evs[r]) }); err != nil {
+				return fmt.Errorf("collective: rank %d: %s: %w", r, what, err)
+			}
 		}
-		if err := rk.dev.Do(func() error { return cu.StreamWaitEvent(rk.stream, evs[r]) }); err != nil {
-			return fmt.Errorf("collective: rank %d: wait for its buffer's producer: %w", r, err)
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Sync waits for every rank's stream.
-func (g *DeviceRing) Sync() error {
+func (g *DeviceRing) Sync() error { return g.w.Do(g.sync) }
+
+func (g *DeviceRing) sync() error {
 	var errs []error
 	for r, rk := range g.ranks {
 		if rk.stream == 0 {
 			continue
 		}
-		if err := rk.dev.Do(func() error { return cu.StreamSynchronize(rk.stream) }); err != nil {
+		if err := g.on(rk, func() error { return cu.StreamSynchronize(rk.stream) }); err != nil {
 			errs = append(errs, fmt.Errorf("collective: rank %d: %w", r, err))
 		}
+	}
+	if len(errs) == 0 {
+		// Every slot is free again: the next message needs no wait on a "freed" event.
+		g.msg = 0
 	}
 	return errors.Join(errs...)
 }
 
 // Close waits for the streams and frees the ring's streams, events and staging buffers (the kernels
-// modules are unloaded too). The ring cannot be used afterwards.
+// modules are unloaded too) and stops the proxy thread. The ring cannot be used afterwards.
 func (g *DeviceRing) Close() error {
+	if g.w == nil {
+		return nil
+	}
 	err := g.Sync()
 	for _, rk := range g.ranks {
-		_ = rk.dev.Do(func() error {
+		_ = g.on(rk, func() error {
 			rk.freeStage()
 			for _, e := range append(rk.sent, rk.freed...) {
 				_ = cu.EventDestroy(e)
@@ -361,6 +430,7 @@ func (g *DeviceRing) Close() error {
 	for _, k := range g.kern {
 		_ = k.Unload()
 	}
-	g.ranks, g.kern = nil, nil
+	err = errors.Join(err, g.w.Close())
+	g.ranks, g.kern, g.w = nil, nil, nil
 	return err
 }

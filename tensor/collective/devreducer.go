@@ -11,23 +11,28 @@ import (
 )
 
 // DeviceReducer averages parameter gradients across ranks that are all CUDA backends, without
-// staging them through the host: it is the Reducer of a DeviceRing. Each rank's gradients are packed
-// into per-bucket device buffers by device-to-device copies on the rank's backend stream (so they
-// are ordered after the kernels that produced them, and a gradient block the backend frees and
-// reuses afterwards is only overwritten after the copy), an event recorded on that stream marks a
-// bucket as packed, the ring's streams wait on those events, the ring reduces the buckets with peer
-// copies and its reduction kernel, and the averages are copied back into the gradient tensors on the
-// backend stream, ahead of the optimizer step that reads them.
+// staging them through the host, and overlaps the averaging with the backward pass: it is the Reducer
+// of a DeviceRing. Each rank's gradients are packed into per-bucket device buffers by
+// device-to-device copies on the rank's backend stream (so they are ordered after the kernels that
+// produced them, and a gradient block the backend frees and reuses afterwards is only overwritten
+// after the copy), and an event recorded on that stream marks a bucket as packed. As soon as every
+// rank has packed a bucket, a proxy goroutine queues its all-reduce on the ring (whose own thread
+// issues the driver calls, so this does not wait for the device workers, which are still queuing the
+// rest of the backward pass): the ring's streams wait on the packing events, reduce with peer copies
+// and the reduction kernel, and record an end event per rank after the step's last bucket. Wait then
+// makes each backend stream wait on its end event and copies the averages back into the gradient
+// tensors, ahead of the optimizer step that reads them. Nothing synchronises the host with a
+// device during a step.
 //
 // The buckets are laid out exactly as Reducer lays them out (parameters in reverse order, the same
 // bucket size), and DeviceRing runs HostRing's schedule, so for the same Options the averages are
 // bit-identical to the host path's.
 //
 // One DeviceReducer serves all ranks; Rank(r) is rank r's view, with Ready and Wait like Reducer's.
-// Wait is a barrier: the last rank to arrive runs every bucket's all-reduce (the ring's Do calls
-// need every rank's device worker), so Wait must be called outside Device().Do — inside it, a rank
-// that shares a device worker with another would block that rank's Ready and deadlock. Ready may be
-// called inside Do. Every rank must Wait before any rank starts the next step.
+// Ready may be called inside Device().Do (the backward pass's gradient hook). Wait is a barrier
+// across the ranks: call it outside Do, since a rank that shares a device worker with another (virtual
+// ranks) would otherwise keep that rank from finishing its backward pass. Every rank's Wait must have
+// returned before any rank hands over the next step's gradients.
 type DeviceReducer struct {
 	ring  *DeviceRing
 	bes   []*cuda.Backend
@@ -37,10 +42,15 @@ type DeviceReducer struct {
 	lens  []int   // per bucket: elements
 	ranks []*DeviceRankReducer
 
-	mu      sync.Mutex
-	arrived int
-	done    chan struct{}
-	err     error
+	work  chan int      // buckets packed on every rank, in the order they completed
+	proxy chan struct{} // closed when the proxy goroutine has stopped
+
+	mu     sync.Mutex
+	packed []int         // per bucket: ranks that have packed it this step
+	queued int           // buckets queued on the ring this step
+	left   int           // ranks that have passed this step's barrier
+	done   chan struct{} // closed once the step's buckets are all queued and the end events recorded
+	err    error         // the step's first proxy error
 }
 
 // DeviceRankReducer is one rank's side of a DeviceReducer.
@@ -50,6 +60,7 @@ type DeviceRankReducer struct {
 	be   *cuda.Backend
 	bufs []cu.DevicePtr // per bucket, cuMemAlloc memory (peer-copy capable)
 	evs  []cu.Event     // per bucket: recorded on the backend stream once the bucket is packed
+	end  cu.Event       // recorded on the ring's stream of this rank after the step's last bucket
 
 	mu      sync.Mutex
 	got     []bool
@@ -59,7 +70,7 @@ type DeviceRankReducer struct {
 // NewDeviceReducer prepares the device reducer for ranks on backends bes (rank r on bes[r]; backends
 // may share a device, as virtual ranks), parameters of the given element counts in registration
 // order, buckets of about bucketElems elements (0: DefaultBucketElems) and ring options opt. Close
-// releases the ring, buffers and events.
+// stops the proxy and releases the ring, buffers and events.
 func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Options) (*DeviceReducer, error) {
 	if len(bes) < 1 {
 		return nil, fmt.Errorf("collective: device reducer needs at least 1 rank, got %d", len(bes))
@@ -81,6 +92,7 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 		d.lens[cur] += sizes[i]
 		d.bkts[cur] = append(d.bkts[cur], i)
 	}
+	d.packed = make([]int, len(d.bkts))
 	devs := make([]*cu.Device, len(bes))
 	for r, be := range bes {
 		if be == nil {
@@ -97,13 +109,17 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 		rr := &DeviceRankReducer{d: d, rank: r, be: be}
 		d.ranks = append(d.ranks, rr)
 		err := be.Device().Do(func() error {
+			// Ordering only: timing-disabled events are the cheapest to record and wait on.
+			var err error
+			if rr.end, err = cu.EventCreate(cu.EventDisableTiming); err != nil {
+				return err
+			}
 			for _, n := range d.lens {
 				p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
 				if err != nil {
 					return fmt.Errorf("bucket of %d elements: %w", n, err)
 				}
 				rr.bufs = append(rr.bufs, p)
-				// Ordering only: timing-disabled events are the cheapest to record and wait on.
 				e, err := cu.EventCreate(cu.EventDisableTiming)
 				if err != nil {
 					return err
@@ -118,7 +134,64 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 		}
 		rr.reset()
 	}
+	if len(d.bkts) == 0 {
+		close(d.done) // nothing to reduce: every step's barrier is open
+	}
+	d.work = make(chan int, len(d.bkts))
+	d.proxy = make(chan struct{})
+	go d.runProxy()
 	return d, nil
+}
+
+// runProxy queues each bucket's all-reduce on the ring as soon as every rank has packed it, and after
+// a step's last bucket records every rank's end event.
+func (d *DeviceReducer) runProxy() {
+	defer close(d.proxy)
+	N := len(d.ranks)
+	evs := make([]cu.Event, N)
+	bufs := make([]cu.DevicePtr, N)
+	for b := range d.work {
+		for r, rr := range d.ranks {
+			evs[r], bufs[r] = rr.evs[b], rr.bufs[b]
+		}
+		err := d.ring.After(evs)
+		if err == nil {
+			err = d.ring.Enqueue(bufs, d.lens[b], Avg)
+		}
+		if err != nil {
+			err = fmt.Errorf("collective: bucket %d: %w", b, err)
+		}
+		d.mu.Lock()
+		d.queued++
+		last := d.queued == len(d.bkts)
+		d.mu.Unlock()
+		if last {
+			for r, rr := range d.ranks {
+				evs[r] = rr.end
+			}
+			err = errors.Join(err, d.ring.Record(evs))
+		}
+		d.mu.Lock()
+		if d.err == nil {
+			d.err = err
+		}
+		if last {
+			close(d.done)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// bucketPacked counts rank's packing of bucket b and hands the bucket to the proxy once every rank
+// has packed it.
+func (d *DeviceReducer) bucketPacked(b int) {
+	d.mu.Lock()
+	d.packed[b]++
+	all := d.packed[b] == len(d.ranks)
+	d.mu.Unlock()
+	if all {
+		d.work <- b // buffered for every bucket: never blocks
+	}
 }
 
 // Buckets returns the number of buckets.
@@ -127,9 +200,14 @@ func (d *DeviceReducer) Buckets() int { return len(d.bkts) }
 // Rank returns rank r's side.
 func (d *DeviceReducer) Rank(r int) *DeviceRankReducer { return d.ranks[r] }
 
-// Close waits for the ring and frees its streams, the bucket buffers and the events.
+// Close stops the proxy, waits for the ring and frees its streams, the bucket buffers and the events.
 func (d *DeviceReducer) Close() error {
 	var errs []error
+	if d.work != nil {
+		close(d.work)
+		<-d.proxy
+		d.work = nil
+	}
 	if d.ring != nil {
 		errs = append(errs, d.ring.Close())
 		d.ring = nil
@@ -141,10 +219,12 @@ func (d *DeviceReducer) Close() error {
 			for _, p := range rr.bufs {
 				err = errors.Join(err, cu.MemFree(p))
 			}
-			for _, e := range rr.evs {
-				err = errors.Join(err, cu.EventDestroy(e))
+			for _, e := range append(rr.evs, rr.end) {
+				if e != 0 {
+					err = errors.Join(err, cu.EventDestroy(e))
+				}
 			}
-			rr.bufs, rr.evs = nil, nil
+			rr.bufs, rr.evs, rr.end = nil, nil, 0
 			return err
 		}))
 	}
@@ -163,8 +243,10 @@ func (rr *DeviceRankReducer) reset() {
 
 // Ready hands over parameter i's final gradient for this step (nil means zero). It queues a
 // device-to-device copy into the parameter's bucket on the backend stream, so the caller keeps g and
-// may release it at once; once the bucket's last member is queued, the bucket's event is recorded.
-// Each parameter may be handed over once per step.
+// may release it at once; once the bucket's last member is queued, the bucket's event is recorded and
+// the bucket counts as packed by this rank (even if queuing failed: the error is returned, and the
+// step must be discarded, but the other ranks are not left waiting). Each parameter may be handed over
+// once per step.
 func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 	d := rr.d
 	if i < 0 || i >= len(d.sizes) {
@@ -184,38 +266,42 @@ func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 		}
 		src = p
 	}
-	if err := rr.be.Err(); err != nil {
-		return fmt.Errorf("collective: rank %d: %w", rr.rank, err)
-	}
 	rr.mu.Lock()
-	defer rr.mu.Unlock()
 	if rr.got[i] {
+		rr.mu.Unlock()
 		return fmt.Errorf("collective: rank %d: gradient of parameter %d handed over twice in one step", rr.rank, i)
 	}
 	rr.got[i] = true
 	l := d.loc[i]
-	n := int64(d.sizes[i])
-	dst := rr.bufs[l.bucket] + cu.DevicePtr(l.off*4)
 	rr.missing[l.bucket]--
 	last := rr.missing[l.bucket] == 0
-	s := rr.be.Stream()
-	err := rr.be.Device().Do(func() error {
-		if n > 0 {
-			var err error
-			if g == nil {
-				err = cu.MemsetD32Async(dst, 0, n, s)
-			} else {
-				err = cu.MemcpyDtoDAsync(dst, src, n*4, s)
+	rr.mu.Unlock()
+	err := rr.be.Err()
+	if err == nil {
+		n := int64(d.sizes[i])
+		dst := rr.bufs[l.bucket] + cu.DevicePtr(l.off*4)
+		s := rr.be.Stream()
+		err = rr.be.Device().Do(func() error {
+			if n > 0 {
+				var err error
+				if g == nil {
+					err = cu.MemsetD32Async(dst, 0, n, s)
+				} else {
+					err = cu.MemcpyDtoDAsync(dst, src, n*4, s)
+				}
+				if err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return err
+			if last {
+				return cu.EventRecord(rr.evs[l.bucket], s)
 			}
-		}
-		if last {
-			return cu.EventRecord(rr.evs[l.bucket], s)
-		}
-		return nil
-	})
+			return nil
+		})
+	}
+	if last {
+		d.bucketPacked(l.bucket)
+	}
 	if err != nil {
 		return fmt.Errorf("collective: rank %d: pack gradient of parameter %d: %w", rr.rank, i, err)
 	}
@@ -223,49 +309,49 @@ func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 }
 
 // Wait finishes the step for this rank: parameters not handed over count as zero gradients, the
-// rank waits until every rank has arrived, the buckets are all-reduced on the devices (by the last
-// rank to arrive), and grads[i] (non-nil CUDA tensors of this rank's backend, Numel as given to
-// NewDeviceReducer) receive the averages, by copies queued on the backend stream. Call it outside
-// Device().Do (see DeviceReducer).
+// rank waits until every bucket's all-reduce has been queued (which needs every rank's gradients),
+// and grads[i] (non-nil CUDA tensors of this rank's backend, Numel as given to NewDeviceReducer)
+// receive the averages, by copies queued on the backend stream after it waits for the ring's end
+// event: Wait returns without waiting for the devices. Call it outside Device().Do (see
+// DeviceReducer).
 func (rr *DeviceRankReducer) Wait(grads []*tensor.Tensor) error {
 	d := rr.d
-	if len(grads) != len(d.sizes) {
-		return fmt.Errorf("collective: rank %d: Wait with %d gradients for %d parameters", rr.rank, len(grads), len(d.sizes))
-	}
 	var errs []error
+	if len(grads) != len(d.sizes) {
+		errs = append(errs, fmt.Errorf("collective: rank %d: Wait with %d gradients for %d parameters", rr.rank, len(grads), len(d.sizes)))
+	}
 	for i := range d.sizes {
 		rr.mu.Lock()
 		missing := !rr.got[i]
 		rr.mu.Unlock()
 		if missing {
+			// Ready counts the parameter even when queuing its zeros fails, so the barrier below
+			// is always reached by every rank and the ring never waits for a bucket forever.
 			if err := rr.Ready(i, nil); err != nil {
-				// Keep going: the other ranks need this one at the barrier; a bucket left unpacked
-				// has no fresh event and the step's result is discarded with the error.
 				errs = append(errs, err)
-				rr.mu.Lock()
-				rr.got[i] = true
-				rr.mu.Unlock()
 			}
 		}
 	}
 	d.mu.Lock()
-	d.arrived++
 	done := d.done
-	if d.arrived == len(d.ranks) {
-		d.err = d.reduce()
-		d.arrived = 0
-		d.done = make(chan struct{})
-		close(done)
-	}
 	d.mu.Unlock()
 	<-done
 	d.mu.Lock()
-	rerr := d.err
+	errs = append(errs, d.err)
+	d.left++
+	if d.left == len(d.ranks) {
+		// The last rank through the barrier starts the next step.
+		clear(d.packed)
+		d.queued, d.left, d.err = 0, 0, nil
+		if len(d.bkts) > 0 {
+			d.done = make(chan struct{})
+		}
+	}
 	d.mu.Unlock()
 	rr.mu.Lock()
 	rr.reset()
 	rr.mu.Unlock()
-	if err := errors.Join(append(errs, rerr)...); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	ptrs := make([]cu.DevicePtr, len(grads))
@@ -284,6 +370,12 @@ func (rr *DeviceRankReducer) Wait(grads []*tensor.Tensor) error {
 	}
 	s := rr.be.Stream()
 	err := rr.be.Device().Do(func() error {
+		// The backend stream continues once the ring has written this rank's averages; the next
+		// step's packing copies into the buckets come after these unpacking copies on the same
+		// stream, so they cannot overwrite a bucket the ring is still reading.
+		if err := cu.StreamWaitEvent(s, rr.end); err != nil {
+			return err
+		}
 		for i, p := range ptrs {
 			if n := int64(d.sizes[i]); n > 0 {
 				l := d.loc[i]
@@ -298,25 +390,4 @@ func (rr *DeviceRankReducer) Wait(grads []*tensor.Tensor) error {
 		return fmt.Errorf("collective: rank %d: unpack averaged gradients: %w", rr.rank, err)
 	}
 	return nil
-}
-
-// reduce all-reduces every bucket across the ranks, in bucket order, each after its packing copies
-// (events), and waits for the ring. It runs on the last rank to reach Wait; the backend streams'
-// later copies out of the buckets are then ordered by this host synchronisation.
-func (d *DeviceReducer) reduce() error {
-	N := len(d.ranks)
-	evs := make([]cu.Event, N)
-	bufs := make([]cu.DevicePtr, N)
-	for b, n := range d.lens {
-		for r, rr := range d.ranks {
-			evs[r], bufs[r] = rr.evs[b], rr.bufs[b]
-		}
-		if err := d.ring.After(evs); err != nil {
-			return errors.Join(fmt.Errorf("collective: bucket %d: %w", b, err), d.ring.Sync())
-		}
-		if err := d.ring.Enqueue(bufs, n, Avg); err != nil {
-			return errors.Join(fmt.Errorf("collective: bucket %d: %w", b, err), d.ring.Sync())
-		}
-	}
-	return d.ring.Sync()
 }

@@ -33,7 +33,9 @@
 // backward produces them) and all-reduces a bucket as soon as its last gradient is final, on a
 // worker goroutine, so communication overlaps the rest of the backward pass. It is fed by
 // autodiff's Tape.OnGradReady. DeviceReducer (devreducer.go) is the same bucketing for ranks that
-// are all CUDA backends: gradients are packed into device buckets on each backend's stream,
-// DeviceRing reduces them after the packing (events), and the averages are copied back on the
-// backend streams, with no host staging; its averages are bit-identical to Reducer's over HostRing.
+// are all CUDA backends: gradients are packed into device buckets on each backend's stream, and as
+// soon as every rank has packed a bucket, DeviceRing reduces it after the packing (events), its
+// driver calls issued from the ring's own thread so that they do not wait for the device workers
+// still busy with backward; the averages are copied back on the backend streams, with no host
+// staging and no host synchronisation. Its averages are bit-identical to Reducer's over HostRing.
 package collective

@@ -8,24 +8,29 @@ import (
 )
 
 // TestGPUDeviceRingAllReduce runs the device ring with N = 2, 3, 4 virtual ranks on device 0
-// (separate streams, staging buffers and data buffers; peer copies within one context) against the
-// float64 reference, for sizes that divide by N, do not, and are smaller than N, with slices small
-// enough that the staging slots are reused many times.
+// (separate streams, staging buffers and data buffers) against the float64 reference, for sizes that
+// divide by N, do not, and are smaller than N, with slices small enough that the staging slots are
+// reused many times, over both transports: peer copies (cuMemcpyPeerAsync, within one context) and
+// the pinned-host staging that links without peer access use.
 func TestGPUDeviceRingAllReduce(t *testing.T) {
 	dev := gputest.Device(t)
 	r := newRand(t)
 	for _, ranks := range []int{2, 3, 4} {
-		for _, sliceElems := range []int{5, 0} {
+		for _, c := range []struct {
+			sliceElems int
+			hostStaged bool
+		}{{5, false}, {0, false}, {7, true}, {0, true}} {
+			sliceElems := c.sliceElems
 			devs := make([]*cu.Device, ranks)
 			for i := range devs {
 				devs[i] = dev
 			}
-			g, err := NewDeviceRing(devs, Options{SliceElems: sliceElems, Depth: 2})
+			g, err := NewDeviceRing(devs, Options{SliceElems: sliceElems, Depth: 2, HostStaged: c.hostStaged})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range testSizes {
-				if sliceElems == 5 && n > 5000 {
+				if sliceElems > 0 && n > 5000 {
 					continue
 				}
 				for _, op := range []Op{Sum, Avg} {
@@ -49,7 +54,12 @@ func TestGPUDeviceRingAllReduce(t *testing.T) {
 						t.Fatal(err)
 					}
 					if err := g.AllReduce(ptrs, n, op); err != nil {
-						t.Fatalf("ranks %d n %d %v: %v", ranks, n, op, err)
+						t.Fatalf("ranks %d n %d %v host-staged %v: %v", ranks, n, op, c.hostStaged, err)
+					}
+					for k := range ranks {
+						if g.HostStaged(k) != c.hostStaged {
+							t.Fatalf("rank %d: HostStaged %v, want %v", k, g.HostStaged(k), c.hostStaged)
+						}
 					}
 					err = dev.Do(func() error {
 						for k, p := range ptrs {

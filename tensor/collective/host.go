@@ -17,6 +17,10 @@ type Options struct {
 	// Depth is how many slices may be in flight on one link, i.e. the number of staging buffers
 	// each receiver owns (0: 4). Two already overlap sending and reducing; more absorb jitter.
 	Depth int
+	// HostStaged makes every link of a DeviceRing go through pinned host memory, even where peer
+	// copies work: it exercises and measures the fallback transport on one device. HostRing
+	// ignores it.
+	HostStaged bool
 }
 
 func (o Options) depth() int {

@@ -107,6 +107,22 @@ func DevicePrimaryCtxSetFlags(dev DeviceHandle, flags CtxFlags) error {
 	return nil
 }
 
+// CtxSetCurrent makes ctx (a Device's primary context, or 0 for none) current
+// on the calling thread. Only for a Worker's jobs: a Device's worker keeps its
+// own context current, and an unlocked goroutine may change threads between
+// calls (docs: a context is current per OS thread, and a primary context may
+// be current on many threads at once).
+func CtxSetCurrent(ctx Context) error {
+	d, err := lib()
+	if err != nil {
+		return err
+	}
+	if r := call(d.cuCtxSetCurrent, uintptr(ctx)); r != Success {
+		return newCallError(r, "cuCtxSetCurrent", fmt.Sprintf("context %#x", uintptr(ctx)))
+	}
+	return nil
+}
+
 // CtxGetCurrent returns the context current on the calling thread (0 if
 // none). Inside Device.Do it is that device's primary context.
 func CtxGetCurrent() (Context, error) {

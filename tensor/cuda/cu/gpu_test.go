@@ -427,3 +427,74 @@ func TestGPUOpenCloseTwice(t *testing.T) {
 		t.Fatalf("shared device broken after closing a second handle: %v", err)
 	}
 }
+
+// TestGPUWorkerWhileDeviceBusy checks what a collective's proxy thread relies on: a cu.Worker that
+// makes the device's primary context current can allocate, copy and synchronise its own stream
+// while the device's own worker is busy in a Do that does not return until the Worker is done.
+func TestGPUWorkerWhileDeviceBusy(t *testing.T) {
+	dev := gputest.Device(t)
+	w, err := cu.NewWorker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// A fresh Worker has no current context.
+	if err := w.Do(func() error {
+		ctx, err := cu.CtxGetCurrent()
+		if err == nil && ctx != 0 {
+			return fmt.Errorf("fresh worker has context %#x current", ctx)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, 1000)
+	for i := range want {
+		want[i] = rand.Float32()
+	}
+	got := make([]float32, len(want))
+	done := make(chan error, 1)
+	err = dev.Do(func() error {
+		// The device worker is held for the whole of the Worker's job.
+		go func() {
+			done <- w.Do(func() error {
+				if err := cu.CtxSetCurrent(dev.Context()); err != nil {
+					return err
+				}
+				s, err := cu.StreamCreate()
+				if err != nil {
+					return err
+				}
+				defer cu.StreamDestroy(s)
+				p, err := cu.MemAlloc(int64(len(want)) * 4)
+				if err != nil {
+					return err
+				}
+				defer cu.MemFree(p)
+				if err := cu.MemcpyHtoD(p, want); err != nil {
+					return err
+				}
+				if err := cu.MemsetD32Async(p, math.Float32bits(2.5), 10, s); err != nil {
+					return err
+				}
+				if err := cu.StreamSynchronize(s); err != nil {
+					return err
+				}
+				return cu.MemcpyDtoH(got, p)
+			})
+		}()
+		return <-done
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		w := want[i]
+		if i < 10 {
+			w = 2.5
+		}
+		if got[i] != w {
+			t.Fatalf("element %d: %g, want %g", i, got[i], w)
+		}
+	}
+}

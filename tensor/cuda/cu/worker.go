@@ -149,3 +149,37 @@ func (w *worker) close() error {
 	<-w.done
 	return nil
 }
+
+// Worker is a goroutine locked to its own OS thread, for driver calls that must not wait behind a
+// Device's worker: a collective's proxy thread, for instance, which queues peer copies and
+// reduction kernels on its own streams while the device worker is busy queuing a backward pass
+// (a context may be current on several threads at once; CUDA Driver API reference, "Context
+// Management": cuCtxSetCurrent binds a context to the calling CPU thread). The thread starts with no
+// current context; a job makes one current with CtxSetCurrent, and the choice stays for the next
+// jobs. Do and Close behave as Device's.
+type Worker struct{ w *worker }
+
+// NewWorker starts a Worker. The driver library must load (it is needed to clear the thread's
+// context on Close).
+func NewWorker() (*Worker, error) {
+	d, err := lib()
+	if err != nil {
+		return nil, err
+	}
+	teardown := func() error {
+		_ = call(d.cuCtxSetCurrent, 0)
+		return nil
+	}
+	w, err := startWorker(nil, teardown)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{w: w}, nil
+}
+
+// Do runs fn on the worker's thread (inline when called from one of its jobs) and returns fn's
+// error; a panic in fn is re-raised in the caller.
+func (w *Worker) Do(fn func() error) error { return w.w.do(fn) }
+
+// Close stops the worker after the job in progress; later Do calls return ErrClosed.
+func (w *Worker) Close() error { return w.w.close() }
