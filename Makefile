@@ -65,7 +65,8 @@ bench:
 	$(GO) test -run=NONE -bench=. -benchtime=1s ./tensor/... ./data/
 
 # Only the packages whose tests touch the GPU (they use gputest or REQUIRE_GPU) travel to the device,
-# stripped: the device tool carries at most 64 MiB and the CPU-only suites already ran in CI.
+# stripped and gzipped (scripts/gpu-check.sh unpacks them), with MNIST for the driver's GPU tests: the
+# device tool carries at most 64 MiB and the CPU-only suites already ran in CI.
 GPU_TEST_PKGS = $(sort $(dir $(shell grep -l 'gputest\|REQUIRE_GPU' $$(git ls-files '*_test.go'))))
 
 gpu-check: build
@@ -73,7 +74,9 @@ gpu-check: build
 	$(GO) test -c -ldflags='-s -w' -o bin/gpu/ $(addprefix ./,$(GPU_TEST_PKGS))
 	$(GO) build -ldflags='-s -w' -o bin/gpu/driver ./driver
 	bin/driver data fetch --data_dir bin/gpu/data mnist >/dev/null
-	@ls -1 bin/gpu; du -sh bin/gpu
+	gzip -6 -n bin/gpu/*.test bin/gpu/driver
+	@ls -1 bin/gpu; du -sh bin/gpu; \
+	  [ $$(du -sk bin/gpu | cut -f1) -lt 60000 ] || { echo "gpu-check: bin/gpu is over the device tool's carry limit (64 MiB)"; exit 1; }
 
 data: build
 	bin/driver data fetch --data_dir $(DATA_DIR) $(PROBLEM)

@@ -21,6 +21,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,11 @@ func newApp() *cli.App {
 		Usage:                "train, evaluate and sample Dynamic Linear Flow and Glow models",
 		EnableBashCompletion: true,
 		OnUsageError:         usageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the whole command to this file (go tool pprof)"},
+		},
+		Before: startProfile,
+		After:  stopProfile,
 		Commands: []*cli.Command{
 			trainCommand(),
 			evalCommand(),
@@ -88,4 +94,39 @@ func commas(n int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// profileFile is the open --cpuprofile file while a command runs.
+var profileFile *os.File
+
+// startProfile starts the CPU profile of --cpuprofile (a flag before the command name).
+func startProfile(c *cli.Context) error {
+	path := c.String("cpuprofile")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile %s: %v", path, err)
+	}
+	profileFile = f
+	return nil
+}
+
+// stopProfile ends the CPU profile, if one runs.
+func stopProfile(*cli.Context) error {
+	if profileFile == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := profileFile.Close()
+	profileFile = nil
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %v", err)
+	}
+	return nil
 }

@@ -105,7 +105,7 @@ func BackwardData[T Float](p Params, dy, w, dx []T, accumulate bool) {
 		// constant and has no input gradient.
 		pb := getPacked[T]()
 		pb.Pack(gemm.Options{}, true, p.Cout, p.Cin, w[:p.Cin*p.Cout], p.Cout)
-		parallelRows(p.Rows(), p.threads(), func(r0, r1 int) {
+		parallelRows(p.Rows(), p.threads(), 2*p.Cin*p.Cout, func(r0, r1 int) {
 			gemm.GemmPacked(single, false, r1-r0, 1, dy[r0*p.Cout:r1*p.Cout], p.Cout, pb, beta, dx[r0*p.Cin:r1*p.Cin], p.Cin)
 		})
 		putPacked(pb)
@@ -150,7 +150,7 @@ func BackwardWeights[T Float](p Params, x, dy, dw []T, accumulate bool) {
 	// partial, so blocks hold at least minDepthRows pixels even when that
 	// exceeds colBudget (wide layers).
 	colCap := max(blockRows(kd, sizeOf[T](), 1), minDepthRows)
-	workers := min(threads, ceilDiv(rows, 8))
+	workers := max(1, min(threads, ceilDiv(rows, 8), rows*2*kd*p.Cout/minWorkerFlops))
 	parts := make([]*[]T, workers)
 	var wg sync.WaitGroup
 	for t := 0; t < workers; t++ {
@@ -273,7 +273,7 @@ func forward[T Float](p Params, x, w, bias, y []T, beta T) {
 	pb := getPacked[T]()
 	pb.Pack(gemm.Options{}, false, kd, cout, w[:kd*cout], cout)
 	if p.K == 1 {
-		parallelRows(rows, p.threads(), func(r0, r1 int) {
+		parallelRows(rows, p.threads(), 2*kd*cout, func(r0, r1 int) {
 			for b0 := r0; b0 < r1; b0 += 1024 {
 				// Blocks of rows keep the output in cache for the bias.
 				b1 := min(r1, b0+1024)
@@ -285,7 +285,7 @@ func forward[T Float](p Params, x, w, bias, y []T, beta T) {
 		return
 	}
 	colCap := blockRows(kd, sizeOf[T](), pb.RowTile())
-	parallelRows(rows, p.threads(), func(r0, r1 int) {
+	parallelRows(rows, p.threads(), 2*kd*cout, func(r0, r1 int) {
 		col := getScratch[T](min(colCap, r1-r0) * kd)
 		for b0 := r0; b0 < r1; b0 += colCap {
 			b1 := min(r1, b0+colCap)
@@ -406,11 +406,21 @@ func sizeOf[T Float]() int {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
+// minWorkerFlops is the least work, in flops, worth a goroutine of its
+// own: about a million (≈10 µs on one core), as package gemm's threshold for
+// splitting one GEMM. Below it, waking a goroutine and joining it (2–6 µs
+// on a loaded machine) and the second core's cold caches cost more than
+// they save: a small-batch flow step (4 images of 14×14, a 3×3 conv from 2
+// channels) ran 30% slower on two threads than on one before this bound.
+// A variable so that tests can force the parallel paths on small shapes.
+var minWorkerFlops = 1 << 20
+
 // parallelRows splits rows [0, rows) into one contiguous range per
-// goroutine (at most threads, each at least 64 rows unless there is only
-// one) and runs f on each, the last on the calling goroutine.
-func parallelRows(rows, threads int, f func(r0, r1 int)) {
-	workers := max(1, min(threads, rows/64))
+// goroutine (at most threads, each at least 64 rows and minWorkerFlops of
+// work at rowFlops per row, unless there is only one) and runs f on each,
+// the last on the calling goroutine.
+func parallelRows(rows, threads, rowFlops int, f func(r0, r1 int)) {
+	workers := max(1, min(threads, rows/64, rows*rowFlops/minWorkerFlops))
 	parallelFixed(workers, func(t int) { f(rows*t/workers, rows*(t+1)/workers) })
 }
 

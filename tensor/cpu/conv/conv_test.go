@@ -258,6 +258,9 @@ var cases = []Params{
 
 func TestConv(t *testing.T) {
 	r := newRand(t)
+	// Every case with more than one thread splits across goroutines, however small.
+	defer func(v int) { minWorkerFlops = v }(minWorkerFlops)
+	minWorkerFlops = 1
 	for i, p := range cases {
 		p.Threads = []int{1, 2, 3}[i%3]
 		t.Run(fmt.Sprintf("%dx%dx%dx%d-%d-K%d-edge=%v", p.N, p.H, p.W, p.Cin, p.Cout, p.K, p.EdgeBias), func(t *testing.T) {
