@@ -312,3 +312,26 @@ func TestResumeKeepsLogsConsistent(t *testing.T) {
 		t.Errorf("a file with another header was accepted")
 	}
 }
+
+// TestSampleEvery checks --sample_per_epochs: grids only at the end of every second epoch with 2,
+// and none with 0, while training and checkpoints proceed as usual.
+func TestSampleEvery(t *testing.T) {
+	dataDir := mnist(t)
+	for _, c := range []struct {
+		every string
+		want  []bool // per epoch 0..2: grids written
+	}{{"2", []bool{false, true, false}}, {"0", []bool{false, false, false}}} {
+		res := filepath.Join(t.TempDir(), "run")
+		out := mustRun(t, tinyTrain(dataDir, res, "--train_subset", "32", "--test_subset", "16", "--max_steps", "6",
+			"--sample_per_epochs", c.every)...)
+		if !strings.Contains(out, "--max_steps 6 reached") {
+			t.Fatalf("--sample_per_epochs %s: training did not finish:\n%s", c.every, out)
+		}
+		for e, want := range c.want {
+			got := exists(filepath.Join(res, "samples", fmt.Sprintf("epoch_%04d_T0.50.png", e)))
+			if got != want {
+				t.Errorf("--sample_per_epochs %s: epoch %d grid written %v, want %v", c.every, e, got, want)
+			}
+		}
+	}
+}
