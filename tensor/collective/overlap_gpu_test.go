@@ -53,7 +53,7 @@ func TestGPUDeviceReducerOverlapsBackward(t *testing.T) {
 		vals := make([][][]float32, N) // [rank][param]
 		grads := make([][]*tensor.Tensor, N)
 		for k := range N {
-			vals[k] = randBufs[float32](r, len(sizes), 0)
+			vals[k] = make([][]float32, len(sizes))
 			for i, n := range sizes {
 				vals[k][i] = randBufs[float32](r, 1, n)[0]
 				grads[k] = append(grads[k], tensor.FromFloat32(bes[k], vals[k][i], n))
