@@ -13,6 +13,7 @@ import (
 	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor/safetensors"
+	"dlf/train/fault"
 )
 
 // Checkpoint metadata keys (safetensors "__metadata__"), next to optim's optimizer and EMA keys.
@@ -88,8 +89,18 @@ func allParams(m *dlf.Model) []optim.Param {
 	return out
 }
 
-// saveCheckpoint writes the model, optimizer, EMA and state to path atomically.
-func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA, st trainState) error {
+// writePhases names the fault-injection points of one kind of checkpoint write, by
+// safetensors.Stage.
+type writePhases [3]string
+
+var (
+	rollingPhases = writePhases{fault.CheckpointWritten, fault.CheckpointSynced, fault.CheckpointRenamed}
+	bestPhases    = writePhases{fault.BestWritten, fault.BestSynced, fault.BestRenamed}
+)
+
+// saveCheckpoint writes the model, optimizer, EMA and state to path atomically; phases name the
+// write's fault-injection points.
+func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA, st trainState, phases writePhases) error {
 	cfg := m.Config()
 	sj, err := json.Marshal(st)
 	if err != nil {
@@ -99,7 +110,11 @@ func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := optim.SaveCheckpoint(path, allParams(m), opt, ema, meta); err != nil {
+	ts, all, err := optim.CheckpointContents(allParams(m), opt, ema, meta)
+	if err == nil {
+		err = safetensors.WriteObserved(path, ts, all, func(s safetensors.Stage) { fault.Point(phases[s]) })
+	}
+	if err != nil {
 		return fmt.Errorf("saving checkpoint %s: %w", path, err)
 	}
 	return nil
@@ -165,6 +180,17 @@ func stepPath(results string, step int) string {
 	return filepath.Join(checkpointDir(results), fmt.Sprintf("step-%09d.safetensors", step))
 }
 
+// stepOf parses a rolling checkpoint's file name, step-NNNNNNNNN.safetensors.
+func stepOf(name string) (int, bool) {
+	if !strings.HasPrefix(name, "step-") || !strings.HasSuffix(name, ".safetensors") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "step-"), ".safetensors"))
+	return n, err == nil && n >= 0
+}
+
+func isStepName(name string) bool { _, ok := stepOf(name); return ok }
+
 // listCheckpoints returns the rolling checkpoints of a results directory, newest (highest step)
 // first.
 func listCheckpoints(results string) ([]string, error) {
@@ -181,15 +207,11 @@ func listCheckpoints(results string) ([]string, error) {
 	}
 	var cks []ck
 	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() || !strings.HasPrefix(name, "step-") || !strings.HasSuffix(name, ".safetensors") {
+		n, ok := stepOf(e.Name())
+		if e.IsDir() || !ok {
 			continue
 		}
-		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "step-"), ".safetensors"))
-		if err != nil {
-			continue
-		}
-		cks = append(cks, ck{n, filepath.Join(checkpointDir(results), name)})
+		cks = append(cks, ck{n, filepath.Join(checkpointDir(results), e.Name())})
 	}
 	sort.Slice(cks, func(i, j int) bool { return cks[i].step > cks[j].step })
 	out := make([]string, len(cks))
@@ -199,15 +221,89 @@ func listCheckpoints(results string) ([]string, error) {
 	return out, nil
 }
 
-// pruneCheckpoints deletes all but the newest keep rolling checkpoints.
-func pruneCheckpoints(results string, keep int) error {
-	cks, err := listCheckpoints(results)
+// damagedSuffix is added to the name of a checkpoint that cannot be loaded: moved aside, it no longer
+// counts as a checkpoint, and nothing deletes it.
+const damagedSuffix = ".damaged"
+
+// quarantine moves a damaged checkpoint aside (never deleting it) and returns the one line that
+// reports it.
+func quarantine(path string, why error) (string, error) {
+	dst := path + damagedSuffix
+	if err := os.Rename(path, dst); err != nil {
+		return "", fmt.Errorf("moving the damaged checkpoint %s aside: %v", path, err)
+	}
+	return fmt.Sprintf("warning: %s is damaged (%v); moved it to %s, it no longer counts as a checkpoint", path, why, filepath.Base(dst)), nil
+}
+
+// checkpointSet is the rolling checkpoints of a results directory that are known to load: verified
+// when first counted, or written by this process. Only these count toward --keep_checkpoints, so a
+// damaged file can never push a good one out.
+type checkpointSet struct {
+	results string
+	good    map[string]bool
+	// report receives the line about each damaged file moved aside.
+	report func(string)
+}
+
+// add records a checkpoint known to be good.
+func (s *checkpointSet) add(path string) { s.good[path] = true }
+
+// prune deletes all but the newest keep good rolling checkpoints. A file it has not seen before is
+// verified first; a damaged one is moved aside and reported.
+func (s *checkpointSet) prune(keep int) error {
+	cks, err := listCheckpoints(s.results)
 	if err != nil {
 		return err
 	}
-	for i := keep; i < len(cks); i++ {
-		if err := os.Remove(cks[i]); err != nil && !os.IsNotExist(err) {
+	kept := 0
+	for _, p := range cks {
+		if !s.good[p] {
+			if _, err := readCheckpointInfo(p); err != nil {
+				msg, qerr := quarantine(p, err)
+				if qerr != nil {
+					return qerr
+				}
+				s.report(msg)
+				continue
+			}
+			s.good[p] = true
+		}
+		if kept < keep {
+			kept++
+			continue
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 			return err
+		}
+		delete(s.good, p)
+	}
+	return nil
+}
+
+// tidyResults reports, once per run, what in a results directory is not a checkpoint of this run:
+// incomplete writes of a stopped process (hidden temporary files of the atomic writers, removed) and
+// foreign files in checkpoints/ (left alone).
+func tidyResults(results string, report func(string)) error {
+	for _, dir := range []string{results, checkpointDir(results), filepath.Join(results, "samples")} {
+		ents, err := os.ReadDir(dir)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			name := e.Name()
+			p := filepath.Join(dir, name)
+			switch {
+			case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-"):
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("removing %s: %v", p, err)
+				}
+				report(fmt.Sprintf("note: removed %s, an incomplete write of a stopped run", p))
+			case dir == checkpointDir(results) && !isStepName(name) && !strings.HasSuffix(name, damagedSuffix):
+				report(fmt.Sprintf("note: ignoring %s: not a checkpoint name (step-NNNNNNNNN.safetensors)", p))
+			}
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"dlf/train/fault"
 )
 
 // The CSV logs of a training run. train.csv and test.csv have the reference implementation's columns
@@ -24,7 +26,6 @@ type csvLog struct {
 	path string
 	cols []string
 	f    *os.File
-	w    *csv.Writer
 }
 
 // openCSV opens path for appending, writing the header if the file is new. keepStep ≥ 0 first drops
@@ -84,7 +85,7 @@ func openCSV(path string, cols []string, keepStep int) (*csvLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &csvLog{path: path, cols: cols, f: f, w: csv.NewWriter(f)}, nil
+	return &csvLog{path: path, cols: cols, f: f}, nil
 }
 
 func indexOf(xs []string, s string) int {
@@ -113,18 +114,27 @@ func (l *csvLog) write(vals ...any) error {
 			row[i] = fmt.Sprint(x)
 		}
 	}
-	if err := l.w.Write(row); err != nil {
-		return err
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write(row) // into memory: cannot fail
+	w.Flush()
+	// Two writes, with the fault-injection point between them, so that the crash-safety tests can
+	// leave the torn line a killed process leaves; openCSV drops it on resume.
+	b := buf.Bytes()
+	if _, err := l.f.Write(b[:len(b)/2]); err != nil {
+		return fmt.Errorf("%s: %v", l.path, err)
 	}
-	l.w.Flush()
-	return l.w.Error()
+	fault.Point(fault.CSVAppend)
+	if _, err := l.f.Write(b[len(b)/2:]); err != nil {
+		return fmt.Errorf("%s: %v", l.path, err)
+	}
+	return nil
 }
 
 func (l *csvLog) close() error {
 	if l == nil {
 		return nil
 	}
-	l.w.Flush()
 	return l.f.Close()
 }
 

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"sync"
 
 	"dlf/autodiff"
@@ -54,6 +55,7 @@ import (
 	"dlf/tensor/cpu"
 	"dlf/tensor/cuda"
 	"dlf/tensor/cuda/cu"
+	"dlf/train/fault"
 )
 
 // ddpFinished, when set (by tests), receives every rank's model when a data-parallel run ends,
@@ -413,6 +415,7 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 		if rk.res, err = rk.m.Forward(rk.tape, x, rk.cond); err != nil {
 			return err
 		}
+		fault.Point(fault.RankStep + strconv.Itoa(rk.r))
 		rk.loss.loss = rk.res.Loss.Value.Item()
 		rk.loss.l2 = 0
 		if rk.res.L2 != nil {

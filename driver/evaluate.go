@@ -1,6 +1,7 @@
 package main
 
 import (
+	"dlf/train/fault"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -88,6 +89,7 @@ func evaluate(dev *device, m *dlf.Model, ds *data.Dataset, batch int, seed uint6
 		if err != nil {
 			return res, err
 		}
+		fault.Point(fault.TestBatch)
 		for i := 0; i < b.N; i++ {
 			mx := math.Inf(-1)
 			for k := range objs {

@@ -60,7 +60,23 @@ func newApp() *cli.App {
 	for _, c := range app.Commands {
 		c.OnUsageError = usageError
 	}
+	app.Action = unknownCommand
 	return app
+}
+
+// unknownCommand runs when the first argument names no command: it names the argument and lists the
+// commands (urfave/cli would print "No help topic for ..."); without arguments it shows the help.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	var names []string
+	for _, cmd := range c.App.Commands {
+		if !cmd.Hidden && cmd.Name != "help" {
+			names = append(names, cmd.Name)
+		}
+	}
+	return fmt.Errorf("unknown command %q; the commands are %s (see driver --help)", c.Args().First(), joinNames(names))
 }
 
 // usageError turns a flag-parsing failure into one sentence (the default prints the whole help).

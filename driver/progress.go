@@ -117,7 +117,7 @@ func (p *progress) update(s stepStats) bool {
 
 // breakLine ends a partly drawn terminal line so that a message can follow on its own line.
 func (p *progress) breakLine() {
-	if p.open {
+	if p != nil && p.open {
 		fmt.Fprintln(p.w)
 		p.open = false
 	}

@@ -17,6 +17,7 @@ import (
 	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor"
+	"dlf/train/fault"
 
 	"github.com/urfave/cli/v2"
 )
@@ -77,27 +78,29 @@ func trainCommand() *cli.Command {
 
 // trainOpts are the driver's own training options (not part of the model config).
 type trainOpts struct {
-	results      string
-	numEpoch     int
-	maxSteps     int
-	maxTime      time.Duration
-	nanPolicy    string
-	keep         int
-	ckptEvery    time.Duration
-	printEvery   int
-	testEvery    int
-	validEvery   int
-	temps        []float64
-	gridN        int
-	sampleEvery  int
-	trainSubset  int
-	testSubset   int
-	workers      int
-	deviceKind   string
-	presetName   string
-	cpuReduced   bool
-	resumeFrom   *checkpointInfo
-	resumeErrors []string
+	results     string
+	numEpoch    int
+	maxSteps    int
+	maxTime     time.Duration
+	nanPolicy   string
+	keep        int
+	ckptEvery   time.Duration
+	printEvery  int
+	testEvery   int
+	validEvery  int
+	temps       []float64
+	gridN       int
+	sampleEvery int
+	trainSubset int
+	testSubset  int
+	workers     int
+	deviceKind  string
+	presetName  string
+	cpuReduced  bool
+	resumeFrom  *checkpointInfo
+	// damaged are the checkpoints newer than resumeFrom that cannot be resumed, with why; the run
+	// moves them aside (never deletes them) and reports each once.
+	damaged []damagedCheckpoint
 	// world is --num_gpus: the number of data-parallel ranks (ddp.go).
 	world int
 	// virtual is --virtual_gpus: every CUDA rank on GPU 0.
@@ -153,6 +156,12 @@ func parseTrainOpts(c *cli.Context) (trainOpts, error) {
 	return o, nil
 }
 
+// damagedCheckpoint is a rolling checkpoint that failed to load, and why.
+type damagedCheckpoint struct {
+	path string
+	err  error
+}
+
 // trainPlan is a validated training job: everything is checked, nothing is written yet.
 type trainPlan struct {
 	o           trainOpts
@@ -202,10 +211,10 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 		if err == nil {
 			err = fmt.Errorf("%s has no training state", p)
 		}
-		o.resumeErrors = append(o.resumeErrors, err.Error())
+		o.damaged = append(o.damaged, damagedCheckpoint{p, err})
 	}
 	if len(cks) > 0 && o.resumeFrom == nil {
-		return nil, fmt.Errorf("--results_dir %s holds checkpoints but none can be resumed (%s); use another --results_dir", o.results, o.resumeErrors[0])
+		return nil, fmt.Errorf("--results_dir %s holds checkpoints but none can be resumed (%v); use another --results_dir", o.results, o.damaged[0].err)
 	}
 
 	var cfg dlf.Config
@@ -360,6 +369,8 @@ type trainer struct {
 	stop        *atomic.Bool
 	prog        *progress
 	ddp         *ddp // nil for a single device
+	// ckpts are the rolling checkpoints known to load, which --keep_checkpoints counts.
+	ckpts *checkpointSet
 
 	stepsLog, trainLog, testLog *csvLog
 	sessionStart                time.Time
@@ -473,13 +484,20 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	if err := os.MkdirAll(o.results, 0o755); err != nil {
 		return fmt.Errorf("--results_dir: %v", err)
 	}
-	// Log rows past the step training continues from are dropped: a resumed run writes them again,
-	// and a new run (step 0) starts its logs afresh.
-	keep := 0
+	report := func(line string) { fmt.Fprintln(out, line) }
+	t.ckpts = &checkpointSet{results: o.results, good: map[string]bool{}, report: report}
+	if err := tidyResults(o.results, report); err != nil {
+		return fmt.Errorf("--results_dir %s: %v", o.results, err)
+	}
 	if r := o.resumeFrom; r != nil {
-		for _, e := range o.resumeErrors {
-			fmt.Fprintf(out, "warning: skipping a damaged checkpoint: %s\n", e)
+		for _, d := range o.damaged {
+			msg, err := quarantine(d.path, d.err)
+			if err != nil {
+				return err
+			}
+			report(msg)
 		}
+		t.ckpts.add(r.path)
 		var info checkpointInfo
 		err := dev.do(func() error {
 			var err error
@@ -493,7 +511,6 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 			return err
 		}
 		t.st = info.state
-		keep = t.st.Step
 		fmt.Fprintf(out, "results: %s (resuming at step %d, epoch %d, batch %d of %d)\n", o.results, t.st.Step, t.st.Pos.Epoch, t.st.Pos.Index, t.perEpoch)
 	} else {
 		fmt.Fprintf(out, "results: %s (new run)\n", o.results)
@@ -508,21 +525,13 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 			}
 		}
 	}
-	if err := os.WriteFile(filepath.Join(o.results, "config.json"), []byte(cfg.JSON()+"\n"), 0o644); err != nil {
+	if err := writeConfigJSON(o.results, cfg, report); err != nil {
 		return err
 	}
-	if t.stepsLog, err = openCSV(filepath.Join(o.results, "steps.csv"), stepColumns, keep); err != nil {
+	if err := t.openLogs(); err != nil {
 		return err
 	}
-	defer func() { t.stepsLog.close() }()
-	if t.trainLog, err = openCSV(filepath.Join(o.results, "train.csv"), metricColumns, keep); err != nil {
-		return err
-	}
-	defer func() { t.trainLog.close() }()
-	if t.testLog, err = openCSV(filepath.Join(o.results, "test.csv"), metricColumns, keep); err != nil {
-		return err
-	}
-	defer func() { t.testLog.close() }()
+	defer t.closeLogs()
 
 	t.sessionStart = time.Now()
 	t.secondsBase = t.st.Seconds
@@ -534,6 +543,54 @@ func trainWith(plan *trainPlan, out io.Writer, stop *atomic.Bool) error {
 	}
 	t.lastSave, t.lastSavedStep = time.Now(), t.st.Step
 	return t.run()
+}
+
+// writeConfigJSON writes the run's configuration to results/config.json for people and tools. The
+// checkpoint, not this file, is what a resumed run trusts; a config.json that no longer parses is
+// kept as config.json.damaged and reported before it is replaced.
+func writeConfigJSON(results string, cfg dlf.Config, report func(string)) error {
+	path := filepath.Join(results, "config.json")
+	if old, err := os.ReadFile(path); err == nil {
+		if _, perr := dlf.ParseConfig(old); perr != nil {
+			if err := os.Rename(path, path+damagedSuffix); err != nil {
+				return fmt.Errorf("moving the damaged %s aside: %v", path, err)
+			}
+			report(fmt.Sprintf("warning: %s is damaged (%v); kept it as %s and wrote the configuration of the checkpoint", path, trimPkg(perr), filepath.Base(path)+damagedSuffix))
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(cfg.JSON()+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// openLogs opens the CSV logs, dropping the rows past the state's step: a resumed run writes them
+// again, and a new run (step 0) starts its logs afresh. With an epoch end pending, that epoch's test
+// row (written at the same step, after the checkpoint) is dropped too, since the epoch end is redone.
+func (t *trainer) openLogs() error {
+	t.closeLogs()
+	keepTest := t.st.Step
+	if t.st.PendingEpochEnd >= 0 {
+		keepTest--
+	}
+	var err error
+	if t.stepsLog, err = openCSV(filepath.Join(t.o.results, "steps.csv"), stepColumns, t.st.Step); err != nil {
+		return err
+	}
+	if t.trainLog, err = openCSV(filepath.Join(t.o.results, "train.csv"), metricColumns, t.st.Step); err != nil {
+		return err
+	}
+	t.testLog, err = openCSV(filepath.Join(t.o.results, "test.csv"), metricColumns, keepTest)
+	return err
+}
+
+// closeLogs closes whichever CSV logs are open.
+func (t *trainer) closeLogs() {
+	for _, l := range []**csvLog{&t.stepsLog, &t.trainLog, &t.testLog} {
+		(*l).close()
+		*l = nil
+	}
 }
 
 // describeModel is the one-line summary printed at start-up.
@@ -618,7 +675,7 @@ func (t *trainer) save() error {
 		if bad = nonFiniteParam(t.m); bad != "" {
 			return nil
 		}
-		err = saveCheckpoint(stepPath(t.o.results, t.st.Step), t.m, t.opt, t.ema, t.st)
+		err = saveCheckpoint(stepPath(t.o.results, t.st.Step), t.m, t.opt, t.ema, t.st, rollingPhases)
 		return nil
 	})
 	if bad != "" {
@@ -628,7 +685,8 @@ func (t *trainer) save() error {
 		return err
 	}
 	t.lastSave, t.lastSavedStep = time.Now(), t.st.Step
-	return pruneCheckpoints(t.o.results, t.o.keep)
+	t.ckpts.add(stepPath(t.o.results, t.st.Step))
+	return t.ckpts.prune(t.o.keep)
 }
 
 // seconds is the training wall time of all sessions.
@@ -700,12 +758,8 @@ func (t *trainer) run() error {
 		}
 		fmt.Fprintf(t.out, "restored %s (step %d); continuing with the learning rate × %g\n", last[0], t.st.Step, t.st.LRScale)
 		// Drop log rows of the abandoned steps.
-		for _, l := range []**csvLog{&t.stepsLog, &t.trainLog, &t.testLog} {
-			path, cols := (*l).path, (*l).cols
-			(*l).close()
-			if *l, err = openCSV(path, cols, t.st.Step); err != nil {
-				return err
-			}
+		if err := t.openLogs(); err != nil {
+			return err
 		}
 		if err := t.save(); err != nil {
 			return err
@@ -743,6 +797,9 @@ func (t *trainer) finish(why string) error {
 
 // loop is the training loop from the current state.
 func (t *trainer) loop() error {
+	// The progress line exists before anything can print, including a resumed run's pending epoch
+	// end, which runs before the first step.
+	t.prog = newProgress(t.out, t.o.printEvery)
 	if e := t.st.PendingEpochEnd; e >= 0 {
 		if err := t.epochEnd(e); err != nil {
 			return err
@@ -770,7 +827,6 @@ func (t *trainer) loop() error {
 		}
 		defer loader.Close()
 	}
-	t.prog = newProgress(t.out, t.o.printEvery)
 	epoch := -1
 	var epochImages int
 	var epochStart time.Time
@@ -837,6 +893,7 @@ func (t *trainer) loop() error {
 			if err := t.save(); err != nil {
 				return err
 			}
+			fault.Point(fault.BeforeTest)
 			if err := t.epochEnd(epoch); err != nil {
 				return err
 			}
@@ -893,6 +950,7 @@ func (t *trainer) step(b *data.Batch, lr float64) (stepResult, error) {
 			return err
 		}
 		res.Release()
+		fault.Point(fault.Step)
 		t.opt.Step(lr)
 		t.opt.ZeroGrad()
 		if t.ema != nil {
@@ -936,7 +994,7 @@ func (t *trainer) testRow(epoch int) (bool, error) {
 		t.st.BestTest, t.st.BestStep = ev.bits, t.st.Step
 		var serr error
 		derr := t.dev.do(func() error {
-			serr = saveCheckpoint(bestPath(t.o.results), t.m, t.opt, t.ema, t.st)
+			serr = saveCheckpoint(bestPath(t.o.results), t.m, t.opt, t.ema, t.st, bestPhases)
 			return nil
 		})
 		if err := errors.Join(serr, derr); err != nil {
@@ -972,6 +1030,7 @@ func (t *trainer) epochEnd(epoch int) error {
 			return err
 		}
 		paths = append(paths, path)
+		fault.Point(fault.Samples)
 	}
 	plotPath := filepath.Join(t.o.results, "loss.png")
 	flow := fmt.Sprintf("DLF K=%d", t.cfg.Parts)

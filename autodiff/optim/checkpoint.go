@@ -19,12 +19,22 @@ const (
 // (when opt and ema are non-nil) and meta to path, atomically (safetensors.Write). The optimizer and
 // EMA host state go into meta under MetaOptimizer and MetaEMA.
 func SaveCheckpoint(path string, params []Param, opt *Optimizer, ema *EMA, meta map[string]string) error {
+	ts, all, err := CheckpointContents(params, opt, ema, meta)
+	if err != nil {
+		return fmt.Errorf("optim: checkpoint %s: %w", path, err)
+	}
+	return safetensors.Write(path, ts, all)
+}
+
+// CheckpointContents returns the tensors and metadata SaveCheckpoint writes, for callers that write
+// the file themselves (e.g. through safetensors.WriteObserved).
+func CheckpointContents(params []Param, opt *Optimizer, ema *EMA, meta map[string]string) ([]safetensors.HostTensor, map[string]string, error) {
 	all := map[string]string{}
 	for k, v := range meta {
 		all[k] = v
 	}
 	if ema != nil && ema.Swapped() {
-		return fmt.Errorf("optim: checkpoint %s: EMA averages are swapped in; swap them out first", path)
+		return nil, nil, fmt.Errorf("EMA averages are swapped in; swap them out first")
 	}
 	var ts []safetensors.HostTensor
 	for _, p := range params {
@@ -44,7 +54,7 @@ func SaveCheckpoint(path string, params []Param, opt *Optimizer, ema *EMA, meta 
 		s, named := ema.State()
 		add(s, named, MetaEMA)
 	}
-	return safetensors.Write(path, ts, all)
+	return ts, all, nil
 }
 
 // LoadCheckpoint reads path and restores params, and the optimizer and EMA state when opt and ema are

@@ -454,3 +454,33 @@ func TestPortableByteOrderPath(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteObservedStages checks the stages WriteObserved reports, in order, and what is on disk at
+// each: the destination appears only at Renamed, and then holds the complete new file.
+func TestWriteObservedStages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	ts := []HostTensor{F32("w", []float32{1.5, -2.25, 3}, 3)}
+	var seen []Stage
+	err := WriteObserved(path, ts, map[string]string{"k": "v"}, func(s Stage) {
+		seen = append(seen, s)
+		_, statErr := os.Stat(path)
+		if exists := statErr == nil; exists != (s == Renamed) {
+			t.Errorf("stage %d: destination exists %v", s, exists)
+		}
+		if s == Renamed {
+			f, err := Read(path)
+			if err != nil {
+				t.Fatalf("at Renamed: %v", err)
+			}
+			if v, err := f.Float32("w", []int{3}); err != nil || v[2] != 3 || f.Meta["k"] != "v" {
+				t.Errorf("at Renamed: %v %v %v", v, f.Meta, err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seen) != fmt.Sprint([]Stage{Written, Synced, Renamed}) {
+		t.Errorf("stages %v, want [0 1 2]", seen)
+	}
+}

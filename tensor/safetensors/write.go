@@ -22,6 +22,24 @@ func Write(path string, tensors []HostTensor, meta map[string]string) error {
 	return write(path, tensors, meta, writeHooks{})
 }
 
+// Stage is a point of an atomic Write at which a crash leaves a distinct state on disk.
+type Stage int
+
+const (
+	// Written: the temporary file holds all the data but is not fsynced.
+	Written Stage = iota
+	// Synced: the temporary file is fsynced and closed, not yet renamed over the destination.
+	Synced
+	// Renamed: the destination holds the new file; its directory entry is not yet fsynced.
+	Renamed
+)
+
+// WriteObserved is Write that calls observe at each Stage, so that crash-safety tests can stop the
+// process exactly there (train/fault).
+func WriteObserved(path string, tensors []HostTensor, meta map[string]string, observe func(Stage)) error {
+	return write(path, tensors, meta, writeHooks{observe: observe})
+}
+
 // writeHooks let tests simulate failures at the points where a real crash could happen.
 type writeHooks struct {
 	// wrap, when set, wraps the temporary file's writer (e.g. to fail after k bytes).
@@ -29,6 +47,14 @@ type writeHooks struct {
 	// beforeRename, when set, runs after the temporary file is complete and synced and before the
 	// rename; an error aborts the write as a crash at that point would.
 	beforeRename func(tmp string) error
+	// observe, when set, is called at each Stage.
+	observe func(Stage)
+}
+
+func (h writeHooks) at(s Stage) {
+	if h.observe != nil {
+		h.observe(s)
+	}
 }
 
 func write(path string, tensors []HostTensor, meta map[string]string, hooks writeHooks) (err error) {
@@ -67,12 +93,14 @@ func write(path string, tensors []HostTensor, meta map[string]string, hooks writ
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("safetensors: writing %s (temporary %s): %w", path, tmp, err)
 	}
+	hooks.at(Written)
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("safetensors: syncing %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("safetensors: closing %s: %w", tmp, err)
 	}
+	hooks.at(Synced)
 	if hooks.beforeRename != nil {
 		if err := hooks.beforeRename(tmp); err != nil {
 			return fmt.Errorf("safetensors: writing %s: %w", path, err)
@@ -82,6 +110,7 @@ func write(path string, tensors []HostTensor, meta map[string]string, hooks writ
 		return fmt.Errorf("safetensors: renaming %s to %s: %w", tmp, path, err)
 	}
 	renamed = true
+	hooks.at(Renamed)
 	// The rename is durable only once the directory entry is on disk.
 	d, err := os.Open(dir)
 	if err != nil {
