@@ -110,7 +110,7 @@ emu-test: cuda-emu
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
 	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
 	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
-	  -run 'TestGPU' ./dlf/ ./driver/
+	  -run 'TestGPU' ./dlf/ ./train/ ./bench/
 
 vet:
 	$(GO) vet ./...

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -433,4 +434,41 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// ArchDiff returns the first field that defines the parameters (their names and shapes) or the function they compute in which a and b differ, as "name: a vs b".
+func ArchDiff(a, b Config) string {
+	type field struct {
+		name string
+		a, b any
+	}
+	fs := []field{
+		{"image shape", fmt.Sprintf("%d×%d×%d", a.ImageH, a.ImageW, a.ImageC), fmt.Sprintf("%d×%d×%d", b.ImageH, b.ImageW, b.ImageC)},
+		{"num_bits_x", a.NumBits, b.NumBits}, {"flow", a.Flow, b.Flow}, {"num_levels", a.Levels, b.Levels},
+		{"depth", a.Depth, b.Depth}, {"width", a.Width, b.Width}, {"num_parts", a.Parts, b.Parts},
+		{"decomposition", a.Decomposition, b.Decomposition}, {"affine_coupling", a.AffineCoupling, b.AffineCoupling},
+		{"flow_coupling", a.Coupling, b.Coupling}, {"invconv", a.InvConv, b.InvConv},
+		{"invconv_bias", a.InvConvBias, b.InvConvBias}, {"init", a.Init, b.Init},
+		{"conditioning", a.Conditioning, b.Conditioning}, {"num_classes", a.NumClasses, b.NumClasses},
+	}
+	for _, f := range fs {
+		if f.a != f.b {
+			return fmt.Sprintf("%s %v there, %v here", f.name, f.a, f.b)
+		}
+	}
+	return ""
+}
+
+// FormatCount formats a count with thousands separators ("1,828,648"), as parameter counts are
+// printed.
+func FormatCount(n int) string {
+	s := strconv.Itoa(n)
+	var b []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b = append(b, ',')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

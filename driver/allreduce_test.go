@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"dlf/bench"
 )
 
 // TestBenchAllReduce runs bench --allreduce on the CPU ring and checks the table's arithmetic
@@ -15,7 +17,7 @@ func TestBenchAllReduce(t *testing.T) {
 	for _, n := range []int{2, 3} {
 		out := mustRun(t, "bench", "--allreduce", "--device", "cpu", "--num_gpus", strconv.Itoa(n),
 			"--min_bytes", "4096", "--max_bytes", "65536", "--iters", "3", "--warmup", "1", "--json")
-		var res allreduceResult
+		var res bench.AllReduceResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("N=%d: output is not JSON: %v\n%s", n, err, out)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"dlf/tensor/safetensors"
+	"dlf/train"
 )
 
 // Regression tests of issue 18's four findings. Each reproduces what a user saw on a results
@@ -50,7 +51,7 @@ func readTensors(t *testing.T, path string) (map[string][]uint64, map[string]str
 }
 
 // rewriteTrainState rewrites a checkpoint with its training state changed by edit.
-func rewriteTrainState(t *testing.T, path string, edit func(*trainState)) {
+func rewriteTrainState(t *testing.T, path string, edit func(*train.State)) {
 	t.Helper()
 	f, err := safetensors.Read(path)
 	if err != nil {
@@ -68,13 +69,13 @@ func rewriteTrainState(t *testing.T, path string, edit func(*trainState)) {
 			ts = append(ts, safetensors.F64(name, v, e.Shape...))
 		}
 	}
-	st := newTrainState()
-	if err := json.Unmarshal([]byte(f.Meta[metaTrain]), &st); err != nil {
+	var st train.State
+	if err := json.Unmarshal([]byte(f.Meta["train"]), &st); err != nil {
 		t.Fatal(err)
 	}
 	edit(&st)
 	b, _ := json.Marshal(st)
-	f.Meta[metaTrain] = string(b)
+	f.Meta["train"] = string(b)
 	if err := safetensors.Write(path, ts, f.Meta); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestResumePendingEpochEnd(t *testing.T) {
 	args := tinyTrain(dataDir, res, "--train_subset", "32", "--test_subset", "16")
 	mustRun(t, append(args, "--max_steps", "2")...)
 	// The state a stop in the window leaves: the newest checkpoint says epoch 0's end is pending.
-	rewriteTrainState(t, stepPath(res, 2), func(s *trainState) { s.PendingEpochEnd = 0 })
+	rewriteTrainState(t, train.StepPath(res, 2), func(s *train.State) { s.PendingEpochEnd = 0 })
 	out := mustRun(t, append(args, "--max_steps", "3")...)
 	for _, want := range []string{"resuming at step 2,", "test:    epoch 0, step 2:", "--max_steps 3 reached at step 3"} {
 		if !strings.Contains(out, want) {
@@ -111,7 +112,7 @@ func TestDamagedCheckpointKeepsGoodOnes(t *testing.T) {
 	res := filepath.Join(t.TempDir(), "run")
 	args := tinyTrain(dataDir, res, "--train_subset", "32", "--test_subset", "16", "--sample_per_epochs", "0")
 	mustRun(t, append(args, "--max_steps", "4")...)
-	newest := stepPath(res, 4)
+	newest := train.StepPath(res, 4)
 	b, err := os.ReadFile(newest)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestDamagedCheckpointKeepsGoodOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Also a foreign file, which must be reported and left alone.
-	foreign := filepath.Join(checkpointDir(res), "notes.txt")
+	foreign := filepath.Join(train.CheckpointDir(res), "notes.txt")
 	if err := os.WriteFile(foreign, []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +133,15 @@ func TestDamagedCheckpointKeepsGoodOnes(t *testing.T) {
 			t.Errorf("the output has %q %d times, want once:\n%s", want, n, out)
 		}
 	}
-	cks, err := listCheckpoints(res)
+	cks, err := train.ListCheckpoints(res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{stepPath(res, 3), stepPath(res, 2)}; fmt.Sprint(cks) != fmt.Sprint(want) {
+	if want := []string{train.StepPath(res, 3), train.StepPath(res, 2)}; fmt.Sprint(cks) != fmt.Sprint(want) {
 		t.Errorf("checkpoints %v, want %v", cks, want)
 	}
 	for _, p := range cks {
-		if _, err := readCheckpointInfo(p); err != nil {
+		if _, err := train.ReadCheckpointInfo(p); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"dlf/data"
+	"dlf/train"
 )
 
 // tinyTrain is a train command line small enough for a test: a 2-level DLF of depth 1 and width 8
@@ -96,12 +97,12 @@ func TestTrainEvalSampleInterpolate(t *testing.T) {
 		t.Errorf("loss.png is only %v", b)
 	}
 	// Checkpoints: the last two steps' and the best one.
-	cks, err := listCheckpoints(res)
+	cks, err := train.ListCheckpoints(res)
 	if err != nil || len(cks) != 2 || filepath.Base(cks[0]) != "step-000000008.safetensors" || filepath.Base(cks[1]) != "step-000000004.safetensors" {
 		t.Errorf("checkpoints %v (%v), want steps 8 and 4", cks, err)
 	}
-	if !exists(bestPath(res)) {
-		t.Errorf("no %s", bestPath(res))
+	if !exists(train.BestPath(res)) {
+		t.Errorf("no %s", train.BestPath(res))
 	}
 
 	// eval of the best checkpoint on the same 32 test images reproduces the logged test bits/dim
@@ -226,7 +227,7 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatalf("no interrupt report:\n%s", log.String())
 	}
 	stopped, _ := strconv.Atoi(m[1])
-	if !exists(stepPath(res, stopped)) {
+	if !exists(train.StepPath(res, stopped)) {
 		t.Fatalf("no checkpoint for step %d", stopped)
 	}
 
@@ -280,36 +281,6 @@ func TestNonFiniteLoss(t *testing.T) {
 	out, _ = runApp(t, tinyTrain(dataDir, res2, "--train_subset", "64", "--test_subset", "16", "--initial_lr", "1e6", "--num_epoch", "1", "--nan_policy", "lower_lr")...)
 	if !strings.Contains(out, "continuing with the learning rate × 0.5") || !strings.Contains(out, "× 0.25") {
 		t.Errorf("lower_lr did not restore and halve the rate:\n%s", out)
-	}
-}
-
-// TestResumeKeepsLogsConsistent checks the log rewrite on resume: rows written after the checkpoint
-// the run resumes from are dropped, since the resumed run writes them again.
-func TestResumeKeepsLogsConsistent(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "steps.csv")
-	body := strings.Join(stepColumns, ",") + "\n"
-	for s := 1; s <= 5; s++ {
-		body += fmt.Sprintf("0,%d,1.5,1.5,0,0.05,100,0,%d\n", s, s)
-	}
-	body += "0,6,1.4" // torn by a kill
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := openCSV(path, stepColumns, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.write(0, 4, 1.25, 1.25, 0.0, 0.05, 99.5, 0.0, 4.5); err != nil {
-		t.Fatal(err)
-	}
-	l.close()
-	head, rows := readCSV(t, path)
-	if got := column(t, head, rows, "step"); len(got) != 4 || got[3] != 4 || got[2] != 3 {
-		t.Errorf("steps after resume at 3: %v, want 1 2 3 4", got)
-	}
-	if _, err := openCSV(path, metricColumns, -1); err == nil {
-		t.Errorf("a file with another header was accepted")
 	}
 }
 

@@ -1,122 +1,24 @@
 package main
 
 import (
-	"dlf/train/fault"
 	"encoding/json"
 	"fmt"
-	"io"
-	"math"
-	"sync/atomic"
 	"time"
 
-	"dlf/autodiff"
 	"dlf/autodiff/optim"
-	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor"
+	"dlf/tensor/device"
+	"dlf/train"
 
 	"github.com/urfave/cli/v2"
 )
 
-// evalResult is the test metric of a model on a dataset.
-type evalResult struct {
-	// bits is the mean over images and dequantisation draws of the per-image bits/dim, the number
-	// the reference reports.
-	bits float64
-	// bound is the K-draw bound −log2((1/K)·Σ_k p(x + u_k))/D averaged over images (Ho et al. 2019,
-	// Flow++, §3.1's importance-weighted estimate with the uniform proposal): never above bits,
-	// equal to it for K = 1, and closer to the discrete model's true bits/dim as K grows.
-	bound float64
-	// l2 is the L2 term of the loss (0 without l2_factor).
-	l2 float64
-	// images is how many images were evaluated (fewer than the set when stop interrupted it).
-	images int
-	draws  int
-}
-
-// evaluate computes the test metrics of m on ds with draws dequantisation noise draws per image,
-// from the Philox stream seed (starting at offset 0, so repeated evaluations see the same noise).
-// It stops early, returning what it has, when stop is set.
-func evaluate(dev *device, m *dlf.Model, ds *data.Dataset, batch int, seed uint64, draws int, stop *atomic.Bool) (evalResult, error) {
-	res := evalResult{draws: draws}
-	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: batch, Epochs: 1})
-	if err != nil {
-		return res, err
-	}
-	defer loader.Close()
-	cfg := m.Config()
-	d := float64(cfg.Dims())
-	var offset uint64
-	var sumBits, sumBound float64
-	for {
-		if stop != nil && stop.Load() {
-			break
-		}
-		b, err := loader.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return res, err
-		}
-		// objs[k][i] is the objective (log-likelihood in nats) of image i under draw k.
-		objs := make([][]float64, draws)
-		err = dev.do(func() error {
-			cond, err := condition(m, b.Labels)
-			if err != nil {
-				return err
-			}
-			defer release(cond)
-			for k := range objs {
-				x, off, err := m.Preprocess(b.Images, b.N, false, seed, offset)
-				if err != nil {
-					return err
-				}
-				offset = off
-				r, err := m.Forward(autodiff.NoGrad(), x, cond)
-				x.Release()
-				if err != nil {
-					return err
-				}
-				objs[k] = r.Objective.Value.Float64s()
-				if r.L2 != nil {
-					res.l2 = r.L2.Value.Item()
-				}
-				r.Release()
-			}
-			return dev.be.Err()
-		})
-		if err != nil {
-			return res, err
-		}
-		fault.Point(fault.TestBatch)
-		for i := 0; i < b.N; i++ {
-			mx := math.Inf(-1)
-			for k := range objs {
-				sumBits += -objs[k][i] / (d * math.Ln2)
-				mx = max(mx, objs[k][i])
-			}
-			s := 0.0
-			for k := range objs {
-				s += math.Exp(objs[k][i] - mx)
-			}
-			lme := mx + math.Log(s/float64(draws))
-			sumBound += -lme / (d * math.Ln2)
-		}
-		res.images += b.N
-	}
-	if res.images > 0 {
-		res.bits = sumBits / float64(res.images*draws)
-		res.bound = sumBound / float64(res.images)
-	}
-	return res, nil
-}
-
 // loadedModel is a model restored from a checkpoint for eval, sample and interpolate.
 type loadedModel struct {
-	dev  *device
+	dev  *device.Device
 	m    *dlf.Model
-	info checkpointInfo
+	info train.CheckpointInfo
 }
 
 // checkpointFlags are the flags of the commands that read a trained model.
@@ -133,7 +35,7 @@ func checkpointFlags() []cli.Flag {
 type checkpointArgs struct {
 	path, kind string
 	ema        bool
-	info       checkpointInfo
+	info       train.CheckpointInfo
 }
 
 // parseCheckpointArgs validates the checkpoint flags and reads the checkpoint's configuration,
@@ -141,14 +43,14 @@ type checkpointArgs struct {
 func parseCheckpointArgs(c *cli.Context) (checkpointArgs, error) {
 	var a checkpointArgs
 	var err error
-	if a.path, err = resolveCheckpoint(c.String("checkpoint"), c.String("which")); err != nil {
+	if a.path, err = train.ResolveCheckpoint(c.String("checkpoint"), c.String("which")); err != nil {
 		return a, err
 	}
-	if a.kind, err = resolveDevice(c.String("device")); err != nil {
+	if a.kind, err = device.Resolve(c.String("device")); err != nil {
 		return a, err
 	}
 	a.ema = c.Bool("ema")
-	if a.info, err = readCheckpointInfo(a.path); err != nil {
+	if a.info, err = train.ReadCheckpointInfo(a.path); err != nil {
 		return a, err
 	}
 	return a, nil
@@ -156,26 +58,26 @@ func parseCheckpointArgs(c *cli.Context) (checkpointArgs, error) {
 
 // load builds the checkpoint's model on its device.
 func (a checkpointArgs) load() (*loadedModel, error) {
-	dev, err := openDevice(a.kind)
+	dev, err := device.Open(a.kind)
 	if err != nil {
 		return nil, err
 	}
 	lm := &loadedModel{dev: dev}
-	err = dev.do(func() error {
-		m, err := dlf.New(a.info.cfg, dev.be, tensor.Float32)
+	err = dev.Do(func() error {
+		m, err := dlf.New(a.info.Config, dev.Backend, tensor.Float32)
 		if err != nil {
 			return configError(err)
 		}
 		var ema *optim.EMA
 		if a.ema {
-			if a.info.cfg.PolyakDecay == 0 {
+			if a.info.Config.PolyakDecay == 0 {
 				return fmt.Errorf("--ema: the checkpoint %s was trained without a moving average (polyak_decay 0)", a.path)
 			}
-			if ema, err = optim.NewEMA(a.info.cfg.PolyakDecay, m.OptimParams()); err != nil {
+			if ema, err = optim.NewEMA(a.info.Config.PolyakDecay, m.OptimParams()); err != nil {
 				return err
 			}
 		}
-		if lm.info, err = loadCheckpoint(a.path, m, nil, ema); err != nil {
+		if lm.info, err = train.LoadCheckpoint(a.path, m, nil, ema); err != nil {
 			return err
 		}
 		if ema != nil {
@@ -185,7 +87,7 @@ func (a checkpointArgs) load() (*loadedModel, error) {
 		return nil
 	})
 	if err != nil {
-		dev.close()
+		dev.Close()
 		return nil, err
 	}
 	return lm, nil
@@ -215,7 +117,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := a.info.cfg
+	cfg := a.info.Config
 	spec, err := parseDataSpec(c, cfg.Problem)
 	if err != nil {
 		return err
@@ -238,7 +140,7 @@ func runEval(c *cli.Context) error {
 	if c.Int("subset") < 0 {
 		return fmt.Errorf("--subset %d is negative", c.Int("subset"))
 	}
-	seed := cfg.Seed ^ testSeedSalt
+	seed := cfg.Seed ^ train.TestSeedSalt
 	if c.IsSet("seed") {
 		seed = c.Uint64("seed")
 	}
@@ -246,7 +148,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkDatasetFits(&cfg, ds, split); err != nil {
+	if err := train.CheckDataset(cfg, ds, split); err != nil {
 		return fmt.Errorf("checkpoint %s does not fit the data: %v", a.path, err)
 	}
 	if ds, err = subset(ds, c.Int("subset"), "--subset"); err != nil {
@@ -256,27 +158,27 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer lm.dev.close()
+	defer lm.dev.Close()
 	start := time.Now()
-	ev, err := evaluate(lm.dev, lm.m, ds, batch, seed, k, nil)
+	ev, err := train.Evaluate(lm.dev, lm.m, ds, batch, seed, k, nil)
 	if err != nil {
 		return err
 	}
 	secs := time.Since(start).Seconds()
 	if c.Bool("json") {
 		b, _ := json.Marshal(map[string]any{
-			"checkpoint": a.path, "step": lm.info.state.Step, "problem": cfg.Problem, "split": split, "images": ev.images,
-			"dequant_samples": k, "bits_per_dim": ev.bits, "bits_per_dim_bound": ev.bound, "l2_loss": ev.l2,
-			"device": lm.dev.desc, "seconds": secs,
+			"checkpoint": a.path, "step": lm.info.State.Step, "problem": cfg.Problem, "split": split, "images": ev.Images,
+			"dequant_samples": k, "bits_per_dim": ev.Bits, "bits_per_dim_bound": ev.Bound, "l2_loss": ev.L2,
+			"device": lm.dev.Desc, "seconds": secs,
 		})
 		fmt.Fprintln(c.App.Writer, string(b))
 		return nil
 	}
 	fmt.Fprintf(c.App.Writer, "checkpoint %s (step %d): %s %s, %d images, %d dequantisation sample(s) per image, %s [%.1fs]\n",
-		a.path, lm.info.state.Step, cfg.Problem, split, ev.images, k, lm.dev.desc, secs)
-	fmt.Fprintf(c.App.Writer, "bits/dim %.4f\n", ev.bits)
+		a.path, lm.info.State.Step, cfg.Problem, split, ev.Images, k, lm.dev.Desc, secs)
+	fmt.Fprintf(c.App.Writer, "bits/dim %.4f\n", ev.Bits)
 	if k > 1 {
-		fmt.Fprintf(c.App.Writer, "bits/dim %.4f (%d-sample bound)\n", ev.bound, k)
+		fmt.Fprintf(c.App.Writer, "bits/dim %.4f (%d-sample bound)\n", ev.Bound, k)
 	}
 	return nil
 }

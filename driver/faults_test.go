@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"dlf/train"
 	"dlf/train/fault"
 )
 
@@ -100,10 +101,10 @@ func faultArgs(dataDir, res string, ddp bool) []string {
 
 // newestGood returns the step of the newest rolling checkpoint that reads and validates, or -1.
 func newestGood(res string) int {
-	cks, _ := listCheckpoints(res)
+	cks, _ := train.ListCheckpoints(res)
 	for _, p := range cks {
-		if info, err := readCheckpointInfo(p); err == nil {
-			return info.state.Step
+		if info, err := train.ReadCheckpointInfo(p); err == nil {
+			return info.State.Step
 		}
 	}
 	return -1

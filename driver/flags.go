@@ -15,6 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// deviceFlag selects the backend; "auto" takes the GPU when the driver finds one.
+var deviceFlag = &cli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda (auto: cuda when a GPU and the NVIDIA driver are present, else cpu)"}
+
 // configFlag is a command-line flag that overrides one field of dlf.Config. Flags carry no default
 // of their own: an unset flag leaves the preset's (or, when resuming, the checkpoint's) value, so
 // that `--help` and the preset table stay the single source of defaults.
@@ -196,24 +199,6 @@ func (s *dataSpec) fitTo(cfg dlf.Config) {
 	}
 }
 
-// checkDatasetFits checks a loaded dataset against the model's image shape and conditioning.
-func checkDatasetFits(cfg *dlf.Config, ds *data.Dataset, split string) error {
-	if ds.H != cfg.ImageH || ds.W != cfg.ImageW || ds.C != cfg.ImageC {
-		return fmt.Errorf("the %s images of %s are %d×%d×%d but the model is for %d×%d×%d images", split, ds.Source, ds.H, ds.W, ds.C, cfg.ImageH, cfg.ImageW, cfg.ImageC)
-	}
-	if cfg.Conditioning {
-		if ds.Labels == nil {
-			return fmt.Errorf("--conditioning needs class labels, but the %s split of %s has none", split, ds.Source)
-		}
-		for i, l := range ds.Labels {
-			if int(l) >= cfg.NumClasses {
-				return fmt.Errorf("image %d of %s has label %d, but the model knows %d classes", i, ds.Source, l, cfg.NumClasses)
-			}
-		}
-	}
-	return nil
-}
-
 // configError rewrites dlf.Config.Validate's field errors as one sentence naming the flags.
 func configError(err error) error {
 	if err == nil {
@@ -257,29 +242,6 @@ func parseTemperatures(s string) ([]float64, error) {
 		return nil, fmt.Errorf("--temperatures: empty list")
 	}
 	return out, nil
-}
-
-// archDiff returns the first model-defining field in which a and b differ, as "name: a vs b".
-func archDiff(a, b dlf.Config) string {
-	type field struct {
-		name string
-		a, b any
-	}
-	fs := []field{
-		{"image shape", fmt.Sprintf("%d×%d×%d", a.ImageH, a.ImageW, a.ImageC), fmt.Sprintf("%d×%d×%d", b.ImageH, b.ImageW, b.ImageC)},
-		{"num_bits_x", a.NumBits, b.NumBits}, {"flow", a.Flow, b.Flow}, {"num_levels", a.Levels, b.Levels},
-		{"depth", a.Depth, b.Depth}, {"width", a.Width, b.Width}, {"num_parts", a.Parts, b.Parts},
-		{"decomposition", a.Decomposition, b.Decomposition}, {"affine_coupling", a.AffineCoupling, b.AffineCoupling},
-		{"flow_coupling", a.Coupling, b.Coupling}, {"invconv", a.InvConv, b.InvConv},
-		{"invconv_bias", a.InvConvBias, b.InvConvBias}, {"init", a.Init, b.Init},
-		{"conditioning", a.Conditioning, b.Conditioning}, {"num_classes", a.NumClasses, b.NumClasses},
-	}
-	for _, f := range fs {
-		if f.a != f.b {
-			return fmt.Sprintf("%s %v there, %v here", f.name, f.a, f.b)
-		}
-	}
-	return ""
 }
 
 // sortedKeys returns a map's keys in order, for stable messages.

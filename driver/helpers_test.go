@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -120,7 +121,7 @@ func readCSV(t *testing.T, path string) ([]string, [][]string) {
 // column returns the float values of a named column.
 func column(t *testing.T, head []string, rows [][]string, name string) []float64 {
 	t.Helper()
-	j := indexOf(head, name)
+	j := slices.Index(head, name)
 	if j < 0 {
 		t.Fatalf("no column %q in %v", name, head)
 	}

@@ -11,10 +11,12 @@ import (
 
 	"dlf/kernels"
 	"dlf/tensor/cuda"
-	"dlf/tensor/cuda/cu"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/cpu"
+
+	"dlf/bench"
+	"dlf/tensor/cpu/gemm"
 )
 
 func infoCommand() *cli.Command {
@@ -30,28 +32,16 @@ func infoCommand() *cli.Command {
 	}
 }
 
-// gemmKernelName is the GEMM micro-kernel family tensor/cpu/gemm selects on this CPU; it mirrors
-// that package's feature test (AVX-512F with VL, else AVX2 with FMA, else portable Go).
-func gemmKernelName() string {
-	switch {
-	case cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL:
-		return "AVX-512"
-	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
-		return "AVX2+FMA"
-	}
-	return "portable Go"
-}
-
 // writeInfo reports what this process can use. A missing driver or device is information here, not
 // an error: the CPU backend still works.
 func writeInfo(w io.Writer, listKernels bool) error {
-	vendor, model, mhz := cpuInfo()
+	vendor, model, mhz := bench.CPUInfo()
 	fmt.Fprintf(w, "go:      %s %s/%s, %d CPUs (GOMAXPROCS %d)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	if model != "" {
 		fmt.Fprintf(w, "cpu:     %s (%s, %.0f MHz)\n", model, vendor, mhz)
 	}
 	fmt.Fprintf(w, "cpu:     AVX2 %v, FMA %v, AVX-512F %v, AVX-512VL %v; GEMM micro-kernel: %s\n",
-		cpu.X86.HasAVX2, cpu.X86.HasFMA, cpu.X86.HasAVX512F, cpu.X86.HasAVX512VL, gemmKernelName())
+		cpu.X86.HasAVX2, cpu.X86.HasFMA, cpu.X86.HasAVX512F, cpu.X86.HasAVX512VL, gemm.KernelFamily())
 
 	mods := map[string]int{}
 	for _, k := range kernels.Table {
@@ -63,31 +53,24 @@ func writeInfo(w io.Writer, listKernels bool) error {
 	}
 	fmt.Fprintf(w, "kernels: %d embedded as PTX for compute_80 in %d modules: %s\n", len(kernels.Table), len(mods), strings.Join(ml, ", "))
 
-	if err := cu.Init(); err != nil {
+	drv, err := cuda.Driver()
+	if err != nil {
 		fmt.Fprintf(w, "cuda:    unavailable: %v\n", err)
 		fmt.Fprintf(w, "kernels: not loaded (no GPU): the CPU backend runs every op\n")
 		return nil
 	}
-	v, err := cu.DriverVersion()
-	if err != nil {
-		return err
-	}
-	n, err := cu.DeviceCount()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "cuda:    driver %s, CUDA %d.%d, %d device(s)\n", cu.Loaded(), v/1000, v%1000/10, n)
-	for i := 0; i < n; i++ {
-		d, err := cu.Open(i)
-		if err != nil {
-			fmt.Fprintf(w, "  device %d: %v\n", i, err)
+	n := len(drv.Devices)
+	fmt.Fprintf(w, "cuda:    driver %s, CUDA %d.%d, %d device(s)\n", drv.Library, drv.Version/1000, drv.Version%1000/10, n)
+	for _, d := range drv.Devices {
+		if d.Err != nil && d.Desc == "" {
+			fmt.Fprintf(w, "  device %d: %v\n", d.Ordinal, d.Err)
 			continue
 		}
-		fmt.Fprintf(w, "  device %d: %s\n", i, d)
-		if f, err := gpuFloors(d); err == nil {
+		fmt.Fprintf(w, "  device %d: %s\n", d.Ordinal, d.Desc)
+		if d.Err == nil {
+			f := bench.GPUFloors(d.Clocks)
 			fmt.Fprintf(w, "            FP32 peak %.1f TFLOP/s, memory %.0f GB/s\n", f.GFLOPS/1e3, f.GBS)
 		}
-		d.Close()
 	}
 	if n == 0 {
 		return nil

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -97,19 +96,6 @@ func trimPkg(err error) string {
 		s = strings.TrimPrefix(s, p)
 	}
 	return s
-}
-
-// commas formats n with thousands separators.
-func commas(n int) string {
-	s := strconv.Itoa(n)
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // profileFile is the open --cpuprofile file while a command runs.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"dlf/train"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -37,7 +39,7 @@ func writeLossPlot(results, path, title string) error {
 	any := false
 	lo, hi := 0.0, 0.0
 	for _, s := range series {
-		cols, err := readCSVColumns(filepath.Join(results, s.file), "step", "bits_x")
+		cols, err := train.ReadCSVColumns(filepath.Join(results, s.file), "step", "bits_x")
 		if err != nil {
 			return err
 		}

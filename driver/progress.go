@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"dlf/train"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -81,17 +83,8 @@ func (p *progress) beginEpoch(epoch, total, done int) {
 	p.lastDraw = p.start
 }
 
-// stepStats is what one progress update shows.
-type stepStats struct {
-	Step, EpochStep  int
-	Loss, BitsPerDim float64
-	ImagesPerSec     float64
-	DataWait         float64 // fraction of wall time spent waiting for batches
-	LR               float64
-}
-
 // update shows s if it is time to; it reports whether a line was drawn.
-func (p *progress) update(s stepStats) bool {
+func (p *progress) update(s train.StepStats) bool {
 	now := time.Now()
 	last := s.EpochStep == p.total
 	if p.tty {
@@ -123,7 +116,7 @@ func (p *progress) breakLine() {
 	}
 }
 
-func (p *progress) format(s stepStats, now time.Time) string {
+func (p *progress) format(s train.StepStats, now time.Time) string {
 	width := 20
 	if p.cols > 0 && p.cols < 140 {
 		width = 10

@@ -11,6 +11,8 @@ import (
 	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor"
+	"dlf/tensor/device"
+	"dlf/train"
 
 	"github.com/urfave/cli/v2"
 )
@@ -34,10 +36,10 @@ func sampleLabels(n, cols, classes int, fixed int) []int32 {
 
 // samplePixels draws n images at temperature temp (applied as mode says; "" is the model's
 // temperature_mode) from the Philox stream seed (offset 0) and returns them as NHWC uint8 pixels.
-func samplePixels(dev *device, m *dlf.Model, n int, temp float64, mode string, seed uint64, class int) ([]uint8, error) {
+func samplePixels(dev *device.Device, m *dlf.Model, n int, temp float64, mode string, seed uint64, class int) ([]uint8, error) {
 	cfg := m.Config()
 	var pix []uint8
-	err := dev.do(func() error {
+	err := dev.Do(func() error {
 		var cond *tensor.Tensor
 		if cfg.Conditioning {
 			var err error
@@ -52,13 +54,13 @@ func samplePixels(dev *device, m *dlf.Model, n int, temp float64, mode string, s
 		}
 		pix = m.Postprocess(x)
 		x.Release()
-		return dev.be.Err()
+		return dev.Backend.Err()
 	})
 	return pix, err
 }
 
 // writeSampleGrid writes a grid of n samples at temperature temp to path (PNG).
-func writeSampleGrid(dev *device, m *dlf.Model, n int, temp float64, seed uint64, path string) error {
+func writeSampleGrid(dev *device.Device, m *dlf.Model, n int, temp float64, seed uint64, path string) error {
 	pix, err := samplePixels(dev, m, n, temp, "", seed, -1)
 	if err != nil {
 		return fmt.Errorf("sampling at temperature %g: %w", temp, err)
@@ -116,11 +118,11 @@ func runSample(c *cli.Context) error {
 		return fmt.Errorf("--out %s: want a .png file name", out)
 	}
 	class := c.Int("class")
-	if class < -1 || (class >= 0 && (!a.info.cfg.Conditioning || class >= a.info.cfg.NumClasses)) {
-		if !a.info.cfg.Conditioning {
+	if class < -1 || (class >= 0 && (!a.info.Config.Conditioning || class >= a.info.Config.NumClasses)) {
+		if !a.info.Config.Conditioning {
 			return fmt.Errorf("--class %d: the checkpoint's model is not class-conditional", class)
 		}
-		return fmt.Errorf("--class %d: want -1 or 0..%d", class, a.info.cfg.NumClasses-1)
+		return fmt.Errorf("--class %d: want -1 or 0..%d", class, a.info.Config.NumClasses-1)
 	}
 	mode := c.String("temperature_mode")
 	if mode != "" && mode != dlf.TemperatureTop && mode != dlf.TemperatureAll {
@@ -130,7 +132,7 @@ func runSample(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer lm.dev.close()
+	defer lm.dev.Close()
 	cfg := lm.m.Config()
 	for _, temp := range temps {
 		path := out
@@ -190,7 +192,7 @@ func runInterpolate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := a.info.cfg
+	cfg := a.info.Config
 	steps := c.Int("steps")
 	if steps < 2 {
 		return fmt.Errorf("--steps %d: want at least 2 (the two ends)", steps)
@@ -214,7 +216,7 @@ func runInterpolate(c *cli.Context) error {
 		if ds, err = spec.open(split); err != nil {
 			return err
 		}
-		if err := checkDatasetFits(&cfg, ds, split); err != nil {
+		if err := train.CheckDataset(cfg, ds, split); err != nil {
 			return fmt.Errorf("checkpoint %s does not fit the data: %v", a.path, err)
 		}
 	}
@@ -242,7 +244,7 @@ func runInterpolate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer lm.dev.close()
+	defer lm.dev.Close()
 	m := lm.m
 	ts := make([]float64, steps)
 	for i := range ts {
@@ -251,14 +253,14 @@ func runInterpolate(c *cli.Context) error {
 	d := cfg.Dims()
 	strip := make([]uint8, 0, (steps+2)*d)
 	strip = append(strip, ends[0].pix...)
-	err = lm.dev.do(func() error {
+	err = lm.dev.Do(func() error {
 		// The ends are dequantised with the same fixed noise, so the path is deterministic.
-		xa, _, err := m.Preprocess(ends[0].pix, 1, false, cfg.Seed^sampleSeedSalt, 0)
+		xa, _, err := m.Preprocess(ends[0].pix, 1, false, cfg.Seed^train.SampleSeedSalt, 0)
 		if err != nil {
 			return err
 		}
 		defer xa.Release()
-		xb, _, err := m.Preprocess(ends[1].pix, 1, false, cfg.Seed^sampleSeedSalt, 0)
+		xb, _, err := m.Preprocess(ends[1].pix, 1, false, cfg.Seed^train.SampleSeedSalt, 0)
 		if err != nil {
 			return err
 		}
@@ -278,7 +280,7 @@ func runInterpolate(c *cli.Context) error {
 			strip = append(strip, m.Postprocess(x)...)
 			x.Release()
 		}
-		return lm.dev.be.Err()
+		return lm.dev.Backend.Err()
 	})
 	if err != nil {
 		return err

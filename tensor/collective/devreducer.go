@@ -93,14 +93,7 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 		d.bkts[cur] = append(d.bkts[cur], i)
 	}
 	d.packed = make([]int, len(d.bkts))
-	devs := make([]*cu.Device, len(bes))
-	for r, be := range bes {
-		if be == nil {
-			return nil, fmt.Errorf("collective: device reducer rank %d has no backend", r)
-		}
-		devs[r] = be.Device()
-	}
-	ring, err := NewDeviceRing(devs, opt)
+	ring, err := NewBackendRing(bes, opt)
 	if err != nil {
 		return nil, err
 	}

@@ -253,3 +253,12 @@ func (b *Backend) Time(fn func()) (time.Duration, error) {
 
 // nanBits is the float32 quiet NaN used to poison buffers.
 var nanBits = math.Float32bits(float32(math.NaN()))
+
+// DeviceCount loads the CUDA driver (once) and returns how many GPUs it sees; an error says why no
+// GPU can be used (no driver library, no device, a driver too old).
+func DeviceCount() (int, error) {
+	if err := cu.Init(); err != nil {
+		return 0, err
+	}
+	return cu.DeviceCount()
+}

@@ -48,3 +48,75 @@ func (b *Backend) KernelInfo() ([]KernelStat, error) {
 	}
 	return out, nil
 }
+
+// Clocks are the figures a roofline floor is computed from, as the driver reports them.
+type Clocks struct {
+	Name string
+	// SMs is the multiprocessor count; Major.Minor the compute capability.
+	SMs, Major, Minor int
+	// ClockKHz and MemClockKHz are the peak SM and memory clocks; BusBits the memory bus width.
+	ClockKHz, MemClockKHz, BusBits int
+}
+
+// Clocks reads the device's clocks and sizes.
+func (b *Backend) Clocks() (Clocks, error) { return clocksOf(b.dev) }
+
+func clocksOf(d *cu.Device) (Clocks, error) {
+	c := Clocks{Name: d.Name(), SMs: d.SMCount()}
+	c.Major, c.Minor = d.ComputeCapability()
+	for _, a := range []struct {
+		attr cu.DeviceAttribute
+		dst  *int
+	}{{cu.AttrClockRate, &c.ClockKHz}, {cu.AttrMemoryClockRate, &c.MemClockKHz}, {cu.AttrGlobalMemoryBusWidth, &c.BusBits}} {
+		v, err := d.Attribute(a.attr)
+		if err != nil {
+			return c, err
+		}
+		*a.dst = v
+	}
+	return c, nil
+}
+
+// DriverInfo describes the loaded CUDA driver and its devices, read without loading any kernel.
+type DriverInfo struct {
+	// Library is the driver library's path; Version the CUDA version it implements (1000·major +
+	// 10·minor).
+	Library string
+	Version int
+	Devices []DeviceInfo
+}
+
+// DeviceInfo is one device of DriverInfo; Err says why it could not be opened or read.
+type DeviceInfo struct {
+	Ordinal int
+	Desc    string
+	Clocks  Clocks
+	Err     error
+}
+
+// Driver loads the CUDA driver (once) and describes it and every device; an error says why no GPU
+// can be used.
+func Driver() (DriverInfo, error) {
+	var info DriverInfo
+	n, err := DeviceCount()
+	if err != nil {
+		return info, err
+	}
+	if info.Version, err = cu.DriverVersion(); err != nil {
+		return info, err
+	}
+	info.Library = cu.Loaded()
+	for i := 0; i < n; i++ {
+		di := DeviceInfo{Ordinal: i}
+		d, err := cu.Open(i)
+		if err != nil {
+			di.Err = err
+		} else {
+			di.Desc = d.String()
+			di.Clocks, di.Err = clocksOf(d)
+			d.Close()
+		}
+		info.Devices = append(info.Devices, di)
+	}
+	return info, nil
+}

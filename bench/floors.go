@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -10,22 +10,23 @@ import (
 	"sync"
 	"time"
 
-	"dlf/tensor/cuda/cu"
+	"dlf/tensor/cuda"
+	"dlf/tensor/device"
 
 	"golang.org/x/sys/cpu"
 )
 
-// machineFloors are the rates a roofline floor divides by: the time of an op can be no less than
+// Floors are the rates a roofline floor divides by: the time of an op can be no less than
 // max(FLOPs / GFLOPS, bytes / GBS) (DESIGN.md, "Performance method").
-type machineFloors struct {
+type Floors struct {
 	GFLOPS float64 `json:"peak_gflops"`
 	GBS    float64 `json:"peak_gbs"`
 	// Source says where the figures come from.
 	Source string `json:"source"`
 }
 
-// floorFraction is floor time / measured time: 1 means the op ran at the machine's limit.
-func (f machineFloors) floorFraction(flops, bytes, seconds float64) float64 {
+// Fraction is floor time / measured time: 1 means the op ran at the machine's limit.
+func (f Floors) Fraction(flops, bytes, seconds float64) float64 {
 	if seconds <= 0 || f.GFLOPS <= 0 || f.GBS <= 0 {
 		return 0
 	}
@@ -47,37 +48,40 @@ func fp32LanesPerSM(major, minor int) int {
 	}
 }
 
-// gpuFloors computes the FP32 (non-tensor-core) peak from the SM count and clock, and the memory
+// GPUFloors computes the FP32 (non-tensor-core) peak from the SM count and clock, and the memory
 // bandwidth from the memory clock and bus width (double data rate: 2 transfers per clock).
-func gpuFloors(dev *cu.Device) (machineFloors, error) {
-	clk, err := dev.Attribute(cu.AttrClockRate) // kHz
+func GPUFloors(c cuda.Clocks) Floors {
+	lanes := fp32LanesPerSM(c.Major, c.Minor)
+	return Floors{
+		GFLOPS: 2 * float64(lanes) * float64(c.SMs) * float64(c.ClockKHz) * 1e3 / 1e9,
+		GBS:    2 * float64(c.MemClockKHz) * 1e3 * float64(c.BusBits) / 8 / 1e9,
+		Source: fmt.Sprintf("%s: FP32 peak = 2 × %d lanes × %d SMs × %.0f MHz; bandwidth = 2 × %.0f MHz × %d-bit bus (from the driver's attributes; no tensor cores)",
+			c.Name, lanes, c.SMs, float64(c.ClockKHz)/1e3, float64(c.MemClockKHz)/1e3, c.BusBits),
+	}
+}
+
+// DeviceFloors returns the floors of a device: the GPU's from its clocks, the CPU's for its threads.
+func DeviceFloors(dev *device.Device) (Floors, error) {
+	if dev.GPU == nil {
+		threads := 1
+		if b, ok := dev.Backend.(interface{ Threads() int }); ok {
+			threads = b.Threads()
+		}
+		return CPUFloors(threads), nil
+	}
+	c, err := dev.GPU.Clocks()
 	if err != nil {
-		return machineFloors{}, err
+		return Floors{}, err
 	}
-	mclk, err := dev.Attribute(cu.AttrMemoryClockRate) // kHz
-	if err != nil {
-		return machineFloors{}, err
-	}
-	bus, err := dev.Attribute(cu.AttrGlobalMemoryBusWidth) // bits
-	if err != nil {
-		return machineFloors{}, err
-	}
-	major, minor := dev.ComputeCapability()
-	lanes := fp32LanesPerSM(major, minor)
-	f := machineFloors{
-		GFLOPS: 2 * float64(lanes) * float64(dev.SMCount()) * float64(clk) * 1e3 / 1e9,
-		GBS:    2 * float64(mclk) * 1e3 * float64(bus) / 8 / 1e9,
-	}
-	f.Source = fmt.Sprintf("%s: FP32 peak = 2 × %d lanes × %d SMs × %.0f MHz; bandwidth = 2 × %.0f MHz × %d-bit bus (from the driver's attributes; no tensor cores)",
-		dev.Name(), lanes, dev.SMCount(), float64(clk)/1e3, float64(mclk)/1e3, bus)
+	f := GPUFloors(c)
 	if f.GFLOPS <= 0 || f.GBS <= 0 {
 		return f, fmt.Errorf("the driver reports a zero clock or bus width")
 	}
 	return f, nil
 }
 
-// cpuInfo reads the vendor, model name and clock of the first CPU from /proc/cpuinfo.
-func cpuInfo() (vendor, model string, mhz float64) {
+// CPUInfo reads the vendor, model name and clock of the first CPU from /proc/cpuinfo.
+func CPUInfo() (vendor, model string, mhz float64) {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		return "", "", 0
@@ -123,15 +127,15 @@ func cpuFlopsPerCycle(vendor string) int {
 	return 8
 }
 
-// cpuFloors estimates the CPU's FP32 peak from its clock and SIMD width for the backend's threads,
+// CPUFloors estimates the CPU's FP32 peak from its clock and SIMD width for the backend's threads,
 // and measures the memory bandwidth with a parallel copy of buffers far larger than the caches.
-func cpuFloors(threads int) machineFloors {
-	vendor, model, mhz := cpuInfo()
+func CPUFloors(threads int) Floors {
+	vendor, model, mhz := CPUInfo()
 	fpc := cpuFlopsPerCycle(vendor)
 	if mhz == 0 {
 		mhz = 2000
 	}
-	f := machineFloors{GFLOPS: float64(threads) * float64(fpc) * mhz / 1e3}
+	f := Floors{GFLOPS: float64(threads) * float64(fpc) * mhz / 1e3}
 	f.GBS = measureCopyBandwidth(threads)
 	f.Source = fmt.Sprintf("%s: FP32 peak = %d threads × %d FLOP/cycle × %.0f MHz (nominal); bandwidth measured by a %d-thread copy of 2×64 MiB",
 		strings.TrimSpace(model), threads, fpc, mhz, threads)

@@ -1,4 +1,4 @@
-package main
+package train
 
 import (
 	"bytes"
@@ -138,8 +138,8 @@ func (l *csvLog) close() error {
 	return l.f.Close()
 }
 
-// readCSVColumns reads the named float columns of a CSV log (missing file: no rows).
-func readCSVColumns(path string, names ...string) ([][]float64, error) {
+// ReadCSVColumns reads the named float columns of a CSV log (missing file: no rows).
+func ReadCSVColumns(path string, names ...string) ([][]float64, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
 		return make([][]float64, len(names)), nil

@@ -1,4 +1,4 @@
-package main
+package train
 
 import (
 	"encoding/json"
@@ -25,9 +25,9 @@ const (
 	formatV1 = "dlf-driver/1"
 )
 
-// trainState is everything besides tensors that a resumed run needs to continue exactly where the
+// State is everything besides tensors that a resumed run needs to continue exactly where the
 // interrupted one stopped.
-type trainState struct {
+type State struct {
 	// Step is the number of optimizer updates done.
 	Step int `json:"step"`
 	// Pos is the loader position of the next batch (its Epoch is the current epoch).
@@ -42,7 +42,7 @@ type trainState struct {
 	// LRScale multiplies the schedule; --nan_policy lower_lr halves it after a non-finite loss.
 	LRScale float64 `json:"lr_scale"`
 	// Sums accumulate the current epoch's training metrics for its train.csv row.
-	Sums epochSums `json:"epoch_sums"`
+	Sums EpochSums `json:"epoch_sums"`
 	// PendingEpochEnd is an epoch whose end-of-epoch work (test, samples, plot) has not finished
 	// (−1: none); a resumed run does it first.
 	PendingEpochEnd int `json:"pending_epoch_end"`
@@ -51,22 +51,22 @@ type trainState struct {
 	World int `json:"world,omitempty"`
 }
 
-// epochSums are running sums of per-step metrics, weighted by batch size.
-type epochSums struct {
+// EpochSums are running sums of per-step metrics, weighted by batch size.
+type EpochSums struct {
 	Loss   float64 `json:"loss"`
 	Bits   float64 `json:"bits_x"`
 	L2     float64 `json:"l2_loss"`
 	Images int     `json:"images"`
 }
 
-func (s *epochSums) add(loss, bits, l2 float64, n int) {
+func (s *EpochSums) add(loss, bits, l2 float64, n int) {
 	s.Loss += loss * float64(n)
 	s.Bits += bits * float64(n)
 	s.L2 += l2 * float64(n)
 	s.Images += n
 }
 
-func (s epochSums) mean() (loss, bits, l2 float64) {
+func (s EpochSums) mean() (loss, bits, l2 float64) {
 	if s.Images == 0 {
 		return 0, 0, 0
 	}
@@ -74,8 +74,8 @@ func (s epochSums) mean() (loss, bits, l2 float64) {
 	return s.Loss / n, s.Bits / n, s.L2 / n
 }
 
-func newTrainState() trainState {
-	return trainState{BestStep: -1, LRScale: 1, PendingEpochEnd: -1}
+func newState() State {
+	return State{BestStep: -1, LRScale: 1, PendingEpochEnd: -1}
 }
 
 // allParams returns every model tensor (trainable or buffer) under its checkpoint name, the list
@@ -100,7 +100,7 @@ var (
 
 // saveCheckpoint writes the model, optimizer, EMA and state to path atomically; phases name the
 // write's fault-injection points.
-func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA, st trainState, phases writePhases) error {
+func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA, st State, phases writePhases) error {
 	cfg := m.Config()
 	sj, err := json.Marshal(st)
 	if err != nil {
@@ -120,64 +120,67 @@ func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.
 	return nil
 }
 
-// checkpointInfo is a checkpoint's metadata, read without building a model.
-type checkpointInfo struct {
-	path  string
-	cfg   dlf.Config
-	state trainState
-	// hasTrain is false for files without driver training state (e.g. written by other tools).
-	hasTrain bool
+// CheckpointInfo is a checkpoint's metadata, read without building a model.
+type CheckpointInfo struct {
+	// Path is the file.
+	Path string
+	// Config is the model configuration the file was trained with.
+	Config dlf.Config
+	// State is the training state (newState's defaults when HasTrain is false).
+	State State
+	// HasTrain is false for files without training state (e.g. written by other tools).
+	HasTrain bool
 }
 
-// readCheckpointInfo reads and validates a checkpoint's metadata.
-func readCheckpointInfo(path string) (checkpointInfo, error) {
+// ReadCheckpointInfo reads and validates a checkpoint's metadata.
+func ReadCheckpointInfo(path string) (CheckpointInfo, error) {
 	f, err := safetensors.Read(path)
 	if err != nil {
-		return checkpointInfo{}, fmt.Errorf("cannot read checkpoint: %v", err)
+		return CheckpointInfo{}, fmt.Errorf("cannot read checkpoint: %v", err)
 	}
 	return checkpointInfoFrom(path, f.Meta)
 }
 
-func checkpointInfoFrom(path string, meta map[string]string) (checkpointInfo, error) {
+func checkpointInfoFrom(path string, meta map[string]string) (CheckpointInfo, error) {
 	raw, ok := meta[metaConfig]
 	if !ok {
-		return checkpointInfo{}, fmt.Errorf("checkpoint %s has no %q metadata: it was not written by dlf", path, metaConfig)
+		return CheckpointInfo{}, fmt.Errorf("checkpoint %s has no %q metadata: it was not written by dlf", path, metaConfig)
 	}
 	cfg, err := dlf.ParseConfig([]byte(raw))
 	if err != nil {
-		return checkpointInfo{}, fmt.Errorf("checkpoint %s holds an invalid model configuration: %v", path, err)
+		return CheckpointInfo{}, fmt.Errorf("checkpoint %s holds an invalid model configuration: %v", path, err)
 	}
-	info := checkpointInfo{path: path, cfg: cfg, state: newTrainState()}
+	info := CheckpointInfo{Path: path, Config: cfg, State: newState()}
 	if s, ok := meta[metaTrain]; ok {
-		if err := json.Unmarshal([]byte(s), &info.state); err != nil {
-			return checkpointInfo{}, fmt.Errorf("checkpoint %s: training state %q: %v", path, s, err)
+		if err := json.Unmarshal([]byte(s), &info.State); err != nil {
+			return CheckpointInfo{}, fmt.Errorf("checkpoint %s: training state %q: %v", path, s, err)
 		}
-		if info.state.Step < 0 || info.state.Pos.Epoch < 0 || info.state.Pos.Index < 0 || !(info.state.LRScale > 0) {
-			return checkpointInfo{}, fmt.Errorf("checkpoint %s: training state %q is out of range", path, s)
+		if info.State.Step < 0 || info.State.Pos.Epoch < 0 || info.State.Pos.Index < 0 || !(info.State.LRScale > 0) {
+			return CheckpointInfo{}, fmt.Errorf("checkpoint %s: training state %q is out of range", path, s)
 		}
-		info.hasTrain = true
+		info.HasTrain = true
 	}
 	return info, nil
 }
 
-// loadCheckpoint restores the model (and optimizer and EMA when non-nil) from path.
-func loadCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA) (checkpointInfo, error) {
+// LoadCheckpoint restores the model (and optimizer and EMA when non-nil) from path.
+func LoadCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA) (CheckpointInfo, error) {
 	meta, err := optim.LoadCheckpoint(path, allParams(m), opt, ema)
 	if err != nil {
-		return checkpointInfo{}, fmt.Errorf("cannot load checkpoint %s: %v", path, err)
+		return CheckpointInfo{}, fmt.Errorf("cannot load checkpoint %s: %v", path, err)
 	}
 	return checkpointInfoFrom(path, meta)
 }
 
-// checkpointDir is where train keeps its rolling checkpoints.
-func checkpointDir(results string) string { return filepath.Join(results, "checkpoints") }
+// CheckpointDir is where train keeps its rolling checkpoints.
+func CheckpointDir(results string) string { return filepath.Join(results, "checkpoints") }
 
-// bestPath is the checkpoint with the lowest test bits/dim.
-func bestPath(results string) string { return filepath.Join(results, "best.safetensors") }
+// BestPath is the checkpoint with the lowest test bits/dim.
+func BestPath(results string) string { return filepath.Join(results, "best.safetensors") }
 
-// stepPath names the rolling checkpoint of a step.
-func stepPath(results string, step int) string {
-	return filepath.Join(checkpointDir(results), fmt.Sprintf("step-%09d.safetensors", step))
+// StepPath names the rolling checkpoint of a step.
+func StepPath(results string, step int) string {
+	return filepath.Join(CheckpointDir(results), fmt.Sprintf("step-%09d.safetensors", step))
 }
 
 // stepOf parses a rolling checkpoint's file name, step-NNNNNNNNN.safetensors.
@@ -191,10 +194,10 @@ func stepOf(name string) (int, bool) {
 
 func isStepName(name string) bool { _, ok := stepOf(name); return ok }
 
-// listCheckpoints returns the rolling checkpoints of a results directory, newest (highest step)
+// ListCheckpoints returns the rolling checkpoints of a results directory, newest (highest step)
 // first.
-func listCheckpoints(results string) ([]string, error) {
-	ents, err := os.ReadDir(checkpointDir(results))
+func ListCheckpoints(results string) ([]string, error) {
+	ents, err := os.ReadDir(CheckpointDir(results))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -211,7 +214,7 @@ func listCheckpoints(results string) ([]string, error) {
 		if e.IsDir() || !ok {
 			continue
 		}
-		cks = append(cks, ck{n, filepath.Join(checkpointDir(results), e.Name())})
+		cks = append(cks, ck{n, filepath.Join(CheckpointDir(results), e.Name())})
 	}
 	sort.Slice(cks, func(i, j int) bool { return cks[i].step > cks[j].step })
 	out := make([]string, len(cks))
@@ -251,14 +254,14 @@ func (s *checkpointSet) add(path string) { s.good[path] = true }
 // prune deletes all but the newest keep good rolling checkpoints. A file it has not seen before is
 // verified first; a damaged one is moved aside and reported.
 func (s *checkpointSet) prune(keep int) error {
-	cks, err := listCheckpoints(s.results)
+	cks, err := ListCheckpoints(s.results)
 	if err != nil {
 		return err
 	}
 	kept := 0
 	for _, p := range cks {
 		if !s.good[p] {
-			if _, err := readCheckpointInfo(p); err != nil {
+			if _, err := ReadCheckpointInfo(p); err != nil {
 				msg, qerr := quarantine(p, err)
 				if qerr != nil {
 					return qerr
@@ -284,7 +287,7 @@ func (s *checkpointSet) prune(keep int) error {
 // incomplete writes of a stopped process (hidden temporary files of the atomic writers, removed) and
 // foreign files in checkpoints/ (left alone).
 func tidyResults(results string, report func(string)) error {
-	for _, dir := range []string{results, checkpointDir(results), filepath.Join(results, "samples")} {
+	for _, dir := range []string{results, CheckpointDir(results), filepath.Join(results, "samples")} {
 		ents, err := os.ReadDir(dir)
 		if os.IsNotExist(err) {
 			continue
@@ -301,7 +304,7 @@ func tidyResults(results string, report func(string)) error {
 					return fmt.Errorf("removing %s: %v", p, err)
 				}
 				report(fmt.Sprintf("note: removed %s, an incomplete write of a stopped run", p))
-			case dir == checkpointDir(results) && !isStepName(name) && !strings.HasSuffix(name, damagedSuffix):
+			case dir == CheckpointDir(results) && !isStepName(name) && !strings.HasSuffix(name, damagedSuffix):
 				report(fmt.Sprintf("note: ignoring %s: not a checkpoint name (step-NNNNNNNNN.safetensors)", p))
 			}
 		}
@@ -309,9 +312,9 @@ func tidyResults(results string, report func(string)) error {
 	return nil
 }
 
-// resolveCheckpoint turns --checkpoint (a file, or a results directory whose best or newest
+// ResolveCheckpoint turns --checkpoint (a file, or a results directory whose best or newest
 // checkpoint is meant) into a file path.
-func resolveCheckpoint(arg, which string) (string, error) {
+func ResolveCheckpoint(arg, which string) (string, error) {
 	if arg == "" {
 		return "", fmt.Errorf("--checkpoint is required: a .safetensors file or a training results directory")
 	}
@@ -324,12 +327,12 @@ func resolveCheckpoint(arg, which string) (string, error) {
 	}
 	switch which {
 	case "best":
-		if _, err := os.Stat(bestPath(arg)); err == nil {
-			return bestPath(arg), nil
+		if _, err := os.Stat(BestPath(arg)); err == nil {
+			return BestPath(arg), nil
 		}
 		fallthrough
 	case "last":
-		cks, err := listCheckpoints(arg)
+		cks, err := ListCheckpoints(arg)
 		if err != nil {
 			return "", fmt.Errorf("--checkpoint %s: %v", arg, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package train
 
 // Data-parallel training (train --num_gpus N, N > 1): N replicas of the model in this process, one
 // goroutine per rank, whose gradients are averaged by the ring all-reduce of tensor/collective
@@ -42,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strconv"
 	"sync"
 
@@ -52,15 +51,10 @@ import (
 	"dlf/dlf"
 	"dlf/tensor"
 	"dlf/tensor/collective"
-	"dlf/tensor/cpu"
 	"dlf/tensor/cuda"
-	"dlf/tensor/cuda/cu"
+	"dlf/tensor/device"
 	"dlf/train/fault"
 )
-
-// ddpFinished, when set (by tests), receives every rank's model when a data-parallel run ends,
-// before the replicas are closed, so a test can compare them independently of ddp.identical.
-var ddpFinished func(models []*dlf.Model)
 
 // rankSeedStep separates the ranks' noise keys: SplitMix64's increment (Steele, Lea and Flood,
 // "Fast splittable pseudorandom number generators", OOPSLA 2014), an odd constant whose multiples
@@ -75,50 +69,10 @@ func rankSeed(seed uint64, r int) uint64 { return seed + uint64(r)*rankSeedStep 
 // backward.
 const ddpBucketElems = 1 << 20
 
-// checkWorld refuses --num_gpus values the device cannot serve, before any work starts.
-func checkWorld(kind string, n int, virtual bool) error {
-	if n < 1 {
-		return fmt.Errorf("--num_gpus %d: want at least 1", n)
-	}
-	if virtual && kind != "cuda" {
-		return fmt.Errorf("--virtual_gpus needs --device cuda (CPU ranks are goroutines already)")
-	}
-	if kind != "cuda" || n == 1 || virtual {
-		return nil
-	}
-	count, err := cu.DeviceCount()
-	if err != nil {
-		return fmt.Errorf("--num_gpus %d: cannot count CUDA devices: %v", n, err)
-	}
-	if count < n {
-		return fmt.Errorf("--num_gpus %d: this machine has %d CUDA GPU(s); use --num_gpus %d or fewer, or --device cpu for %d CPU replicas", n, count, count, n)
-	}
-	return nil
-}
-
-// openRankDevice opens rank r's backend of a world of n ranks; virtual puts every CUDA rank on GPU 0
-// (its own device worker, stream and memory, sharing the GPU's primary context).
-func openRankDevice(kind string, r, n int, virtual bool) (*device, error) {
-	if kind == "cuda" {
-		ord := r
-		if virtual {
-			ord = 0
-		}
-		b, err := cuda.New(ord)
-		if err != nil {
-			return nil, fmt.Errorf("--device cuda, rank %d: %w", r, err)
-		}
-		return &device{be: b, gpu: b, desc: b.Device().String()}, nil
-	}
-	threads := max(1, runtime.GOMAXPROCS(0)/n)
-	b := cpu.New(cpu.WithThreads(threads))
-	return &device{be: b, desc: fmt.Sprintf("cpu (%d ranks × %d threads, GEMM kernel %s)", n, threads, gemmKernelName())}, nil
-}
-
 // rank is one replica of data-parallel training.
 type rank struct {
 	r      int
-	dev    *device
+	dev    *device.Device
 	m      *dlf.Model
 	opt    *optim.Optimizer
 	ema    *optim.EMA
@@ -152,21 +106,21 @@ type ddp struct {
 }
 
 // newDDP builds ranks 1..n−1 next to the trainer's rank 0 and a reducer for each.
-func newDDP(t *trainer, kind string, n int) (*ddp, error) {
+func newDDP(t *Run, kind string, n int) (*ddp, error) {
 	d := &ddp{}
 	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
 	for r := 1; r < n; r++ {
-		dev, err := openRankDevice(kind, r, n, t.o.virtual)
+		dev, err := device.OpenRank(kind, r, n, t.o.VirtualGPUs)
 		if err != nil {
 			d.close()
 			return nil, err
 		}
 		rk := &rank{r: r, dev: dev, owned: true}
 		d.ranks = append(d.ranks, rk)
-		err = dev.do(func() error {
+		err = dev.Do(func() error {
 			var err error
-			if rk.m, err = dlf.New(t.cfg, dev.be, tensor.Float32); err != nil {
-				return configError(err)
+			if rk.m, err = dlf.New(t.cfg, dev.Backend, tensor.Float32); err != nil {
+				return err
 			}
 			if rk.opt, err = optim.New(t.cfg.OptimConfig(t.perEpoch), rk.m.OptimParams()); err != nil {
 				return err
@@ -191,8 +145,8 @@ func newDDP(t *trainer, kind string, n int) (*ddp, error) {
 			sizes[i] = p.Var.Value.Numel()
 			rk.index[p.Var] = i
 		}
-		if rk.dev.gpu != nil {
-			gpus = append(gpus, rk.dev.gpu)
+		if rk.dev.GPU != nil {
+			gpus = append(gpus, rk.dev.GPU)
 		}
 	}
 	var err error
@@ -233,7 +187,7 @@ func (d *ddp) close() {
 	for _, rk := range d.ranks {
 		rk.closeLoader()
 		if rk.owned {
-			_ = rk.dev.close()
+			_ = rk.dev.Close()
 		}
 	}
 }
@@ -252,7 +206,7 @@ func (d *ddp) each(fn func(rk *rank) error) error {
 	var wg sync.WaitGroup
 	for i, rk := range d.ranks {
 		wg.Go(func() {
-			if err := rk.dev.do(func() error { return fn(rk) }); err != nil {
+			if err := rk.dev.Do(func() error { return fn(rk) }); err != nil {
 				errs[i] = fmt.Errorf("rank %d: %w", rk.r, err)
 			}
 		})
@@ -281,7 +235,7 @@ func (d *ddp) eachRank(fn func(rk *rank) error) error {
 // init, which rank 0 alone computes).
 func (d *ddp) broadcastParams() error {
 	var vals [][]float32
-	if err := d.ranks[0].dev.do(func() error {
+	if err := d.ranks[0].dev.Do(func() error {
 		for _, p := range d.ranks[0].m.Params() {
 			vals = append(vals, p.Var.Value.Float32s())
 		}
@@ -290,11 +244,11 @@ func (d *ddp) broadcastParams() error {
 		return err
 	}
 	for _, rk := range d.ranks[1:] {
-		if err := rk.dev.do(func() error {
+		if err := rk.dev.Do(func() error {
 			for i, p := range rk.m.Params() {
 				p.Var.Value.Upload(vals[i])
 			}
-			return rk.dev.be.Err()
+			return rk.dev.Backend.Err()
 		}); err != nil {
 			return fmt.Errorf("rank %d: %w", rk.r, err)
 		}
@@ -305,7 +259,7 @@ func (d *ddp) broadcastParams() error {
 // identical checks that every rank's parameters equal rank 0's bit for bit.
 func (d *ddp) identical() error {
 	var ref [][]float32
-	_ = d.ranks[0].dev.do(func() error {
+	_ = d.ranks[0].dev.Do(func() error {
 		for _, p := range d.ranks[0].m.Params() {
 			ref = append(ref, p.Var.Value.Float32s())
 		}
@@ -313,7 +267,7 @@ func (d *ddp) identical() error {
 	})
 	for _, rk := range d.ranks[1:] {
 		var bad error
-		_ = rk.dev.do(func() error {
+		_ = rk.dev.Do(func() error {
 			for i, p := range rk.m.Params() {
 				v := p.Var.Value.Float32s()
 				for j := range v {
@@ -335,8 +289,8 @@ func (d *ddp) identical() error {
 // loadReplicas loads checkpoint path into ranks 1..n−1 (the trainer loads rank 0).
 func (d *ddp) loadReplicas(path string) error {
 	for _, rk := range d.ranks[1:] {
-		if err := rk.dev.do(func() error {
-			_, err := loadCheckpoint(path, rk.m, rk.opt, rk.ema)
+		if err := rk.dev.Do(func() error {
+			_, err := LoadCheckpoint(path, rk.m, rk.opt, rk.ema)
 			return err
 		}); err != nil {
 			return fmt.Errorf("rank %d: %w", rk.r, err)
@@ -346,12 +300,12 @@ func (d *ddp) loadReplicas(path string) error {
 }
 
 // openLoaders starts every rank's shard of the training set at pos.
-func (d *ddp) openLoaders(t *trainer) error {
+func (d *ddp) openLoaders(t *Run) error {
 	for _, rk := range d.ranks {
 		rk.closeLoader()
 		l, err := data.NewLoader(t.train, data.LoaderConfig{
-			BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.numEpoch,
-			DropLast: true, Workers: t.o.workers, Start: t.st.Pos, Rank: rk.r, World: len(d.ranks),
+			BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.NumEpoch,
+			DropLast: true, Workers: t.o.Workers, Start: t.st.Pos, Rank: rk.r, World: len(d.ranks),
 		})
 		if err != nil {
 			return fmt.Errorf("rank %d: %w", rk.r, err)
@@ -382,11 +336,11 @@ func (d *ddp) nextBatches(b0 *data.Batch) ([]*data.Batch, error) {
 // non-finite no rank updates; otherwise every rank runs backward with its gradients handed to the
 // reducer as they become final, waits for the averages, and takes the same optimizer step. The
 // metrics returned are the mean over ranks.
-func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
+func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 	d := t.ddp
 	cleanup := func() {
 		for _, rk := range d.ranks {
-			_ = rk.dev.do(func() error {
+			_ = rk.dev.Do(func() error {
 				// The tape first, as trainer.step does after a forward pass without backward.
 				if rk.tape != nil {
 					rk.tape.Release()
@@ -408,7 +362,7 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			return err
 		}
 		rk.x, rk.next = x, off
-		if rk.cond, err = condition(rk.m, b.Labels); err != nil {
+		if rk.cond, err = Condition(rk.m, b.Labels); err != nil {
 			return err
 		}
 		rk.tape = autodiff.NewTape()
@@ -422,7 +376,7 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			rk.loss.l2 = rk.res.L2.Value.Item()
 		}
 		rk.loss.bits = rk.loss.loss - rk.loss.l2
-		return rk.dev.be.Err()
+		return rk.dev.Backend.Err()
 	})
 	if err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
@@ -438,8 +392,8 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			cleanup()
 			b := bs[rk.r]
 			var where string
-			_ = t.dev.do(func() error {
-				where = locateNonFinite(t.m, t.dev.be, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+			_ = t.dev.Do(func() error {
+				where = locateNonFinite(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
 				return nil
 			})
 			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
@@ -448,7 +402,7 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 	err = d.eachRank(func(rk *rank) error {
 		var hookErr, berr error
 		grads := make([]*tensor.Tensor, len(rk.params))
-		derr := rk.dev.do(func() error {
+		derr := rk.dev.Do(func() error {
 			rk.tape.OnGradReady(func(v *autodiff.Var) {
 				if i, ok := rk.index[v]; ok && hookErr == nil {
 					hookErr = rk.red.Ready(i, v.Grad)
@@ -471,13 +425,13 @@ func (t *trainer) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 		if err := errors.Join(derr, berr, hookErr, werr); err != nil {
 			return err
 		}
-		return rk.dev.do(func() error {
+		return rk.dev.Do(func() error {
 			rk.opt.Step(lr)
 			rk.opt.ZeroGrad()
 			if rk.ema != nil {
 				rk.ema.Update()
 			}
-			return rk.dev.be.Err()
+			return rk.dev.Backend.Err()
 		})
 	})
 	if err != nil {

@@ -1,11 +1,9 @@
-package main
+package probe
 
 import (
 	"math/rand/v2"
 	"testing"
 
-	"dlf/autodiff"
-	"dlf/dlf"
 	"dlf/tensor"
 	"dlf/tensor/cpu"
 )
@@ -25,8 +23,8 @@ func randTensor(be tensor.Backend, rng *rand.Rand, shape ...int) *tensor.Tensor 
 func TestProbeIsTransparent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	be := cpu.New()
-	var recs []*opRecord
-	pb := newProbe(be, func(r *opRecord, run func()) { recs = append(recs, r); run() })
+	var recs []*Record
+	pb := New(be, func(r *Record, run func()) { recs = append(recs, r); run() })
 
 	// c[5×7] = a[3×5]ᵀ·b[3×7] (batch 1 via 2-D operands).
 	av, bv := randTensor(be, rng, 3, 5).Float64s(), randTensor(be, rng, 3, 7).Float64s()
@@ -60,7 +58,7 @@ func TestProbeIsTransparent(t *testing.T) {
 	yp := tensor.New(pb, tensor.Float64, 2, 6, 5, 3)
 	recs = nil
 	tensor.Conv2D(p, yp, tensor.FromFloat64(pb, xv, 2, 6, 5, 4), tensor.FromFloat64(pb, wv, 3, 3, 5, 3), nil)
-	var conv *opRecord
+	var conv *Record
 	for _, r := range recs {
 		if r.Op == "conv2d k3" {
 			conv = r
@@ -75,81 +73,6 @@ func TestProbeIsTransparent(t *testing.T) {
 	for i, w := range yd.Float64s() {
 		if g := yp.Float64s()[i]; g != w {
 			t.Fatalf("conv through the probe: element %d = %v, direct %v", i, g, w)
-		}
-	}
-}
-
-// TestLayerAttribution runs a small model's forward and backward through the probe and checks that
-// every op lands in a layer of the model and that each flow step's layers are seen.
-func TestLayerAttribution(t *testing.T) {
-	cfg, err := dlf.Preset("mnist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Depth, cfg.Width, cfg.BatchSize = 2, 8, 4
-	var lt *layerTracker
-	seen := map[string]int{}
-	pb := newProbe(cpu.New(), func(r *opRecord, run func()) {
-		if lt != nil {
-			l, _ := lt.observe(r)
-			seen[l]++
-		}
-		run()
-	})
-	m, err := dlf.New(cfg, pb, tensor.Float32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	imgs := make([]uint8, 4*cfg.Dims())
-	for i := range imgs {
-		imgs[i] = uint8(rng.IntN(256))
-	}
-	x, _, err := m.Preprocess(imgs, 4, false, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lt = newLayerTracker(m, "input")
-	tp := autodiff.NewTape()
-	res, err := m.Forward(tp, x, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tp.Backward(res.Loss); err != nil {
-		t.Fatal(err)
-	}
-	res.Release()
-	for _, want := range []string{"level0.step0.invconv", "level0.step0.dlt", "level0.step1.dlt", "level0.split", "level1.step1.invconv", "level1.step1.dlt", "top"} {
-		if seen[want] == 0 {
-			t.Errorf("no op attributed to %s (seen %v)", want, seen)
-		}
-	}
-	for l := range seen {
-		if l != "input" && layerGroup(l) == l && l != "top" {
-			t.Errorf("op attributed to %q, which is no layer of the model", l)
-		}
-	}
-}
-
-func TestNames(t *testing.T) {
-	for in, want := range map[string]string{
-		"level0.step3.dlt.part1.conv1.weight": "level0.step3.dlt",
-		"level2.step10.invconv.weight":        "level2.step10.invconv",
-		"level1.split.conv.bias":              "level1.split",
-		"top.conv.logs":                       "top",
-	} {
-		if got := layerOf(in); got != want {
-			t.Errorf("layerOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[string]string{"level0.step3.dlt": "L0 dlt", "level1.split": "L1 split prior", "top": "top prior"} {
-		if got := layerGroup(in); got != want {
-			t.Errorf("layerGroup(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1828648: "1,828,648", -12345: "-12,345"} {
-		if got := commas(n); got != want {
-			t.Errorf("commas(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

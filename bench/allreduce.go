@@ -1,7 +1,7 @@
-package main
+package bench
 
-// bench --allreduce: the ring all-reduce of tensor/collective timed as nccl-tests times
-// all_reduce_perf, so figures compare with published NCCL numbers.
+// The ring all-reduce of tensor/collective timed as nccl-tests times all_reduce_perf, so figures
+// compare with published NCCL numbers.
 
 import (
 	"fmt"
@@ -12,25 +12,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"dlf/tensor"
 	"dlf/tensor/collective"
-	"dlf/tensor/cuda/cu"
-
-	"github.com/urfave/cli/v2"
+	"dlf/tensor/cuda"
 )
 
-// allreduceFlags are bench's flags for --allreduce.
-func allreduceFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "allreduce", Usage: "benchmark the ring all-reduce instead of a model: algorithm and bus bandwidth per message size"},
-		&cli.IntFlag{Name: "num_gpus", Value: 2, Usage: "ranks of the --allreduce ring (goroutines on the CPU; devices, or virtual ranks on device 0, on CUDA)"},
-		&cli.Int64Flag{Name: "min_bytes", Value: 4 << 10, Usage: "smallest --allreduce message in bytes"},
-		&cli.Int64Flag{Name: "max_bytes", Value: 256 << 20, Usage: "largest --allreduce message in bytes (sizes double from --min_bytes)"},
-		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory)"},
-	}
-}
-
-// allreduceRow is one message size.
-type allreduceRow struct {
+// AllReduceRow is one message size of an all-reduce benchmark.
+type AllReduceRow struct {
 	Bytes  int64   `json:"bytes"`
 	Elems  int     `json:"elems"`
 	UsMed  float64 `json:"time_us_median"`
@@ -42,8 +30,9 @@ type allreduceRow struct {
 	Verify string  `json:"check"`
 }
 
-// allreduceResult is the JSON output of bench --allreduce.
-type allreduceResult struct {
+// AllReduceResult is an all-reduce benchmark: the setting and one row per message size (the JSON
+// of bench --allreduce).
+type AllReduceResult struct {
 	Impl      string         `json:"impl"`
 	Device    string         `json:"device"`
 	Transport string         `json:"transport"`
@@ -55,7 +44,7 @@ type allreduceResult struct {
 	Warmup    int            `json:"warmup"`
 	MemGBS    float64        `json:"memory_gbs,omitempty"`
 	Note      string         `json:"note"`
-	Rows      []allreduceRow `json:"sizes"`
+	Rows      []AllReduceRow `json:"sizes"`
 }
 
 // busFactor is nccl-tests' bus-bandwidth factor for all-reduce, 2(N−1)/N: the fraction of the
@@ -69,42 +58,6 @@ func busFactor(n int) float64 { return 2 * float64(n-1) / float64(n) }
 // (read own, read staged, write own: 3), and N−1 all-gather steps copy in (2) and out (2): 9(N−1)/N·S
 // per rank, 9(N−1)·S in all.
 func hostRingTrafficFactor(n int) float64 { return 9 * float64(n-1) }
-
-func runAllReduceBench(c *cli.Context, kind string) error {
-	n := c.Int("num_gpus")
-	lo, hi := c.Int64("min_bytes"), c.Int64("max_bytes")
-	iters, warmup := c.Int("iters"), c.Int("warmup")
-	switch {
-	case n < 2:
-		return fmt.Errorf("--num_gpus %d: an all-reduce needs at least 2 ranks", n)
-	case lo < 4 || hi < lo:
-		return fmt.Errorf("--min_bytes %d, --max_bytes %d: want 4 ≤ min_bytes ≤ max_bytes", lo, hi)
-	case iters < 1 || warmup < 0:
-		return fmt.Errorf("--iters %d, --warmup %d: want iters ≥ 1, warmup ≥ 0", iters, warmup)
-	}
-	transport := c.String("transport")
-	switch {
-	case transport != "auto" && transport != "host":
-		return fmt.Errorf("--transport %q: want auto or host", transport)
-	case transport == "host" && kind != "cuda":
-		return fmt.Errorf("--transport host applies to --device cuda (the CPU ring has no links to stage)")
-	}
-	var sizes []int64
-	for b := lo; b <= hi; b *= 2 {
-		sizes = append(sizes, b)
-	}
-	var res *allreduceResult
-	var err error
-	if kind == "cuda" {
-		res, err = benchDeviceRing(n, sizes, iters, warmup, c.Float64("peak_gbs"), transport == "host")
-	} else {
-		res, err = benchHostRing(n, sizes, iters, warmup, c.Float64("peak_gbs"))
-	}
-	if err != nil {
-		return err
-	}
-	return emitReport(c, res, func() { printAllReduce(c.App.Writer, res) })
-}
 
 // timeCalls runs warmup untimed and iters timed calls of one all-reduce and returns the median and
 // minimum in seconds.
@@ -162,10 +115,10 @@ func checkMean(got [][]float32, want []float64) string {
 	return "ok"
 }
 
-// benchHostRing times HostRing[float32] with one goroutine per rank; a call is timed from the
-// launch of the N goroutines to the return of the last.
-// peakGBS (> 0, from --peak_gbs) replaces the measured memory bandwidth.
-func benchHostRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (*allreduceResult, error) {
+// HostRing times collective.HostRing[float32] with one goroutine per rank on messages of the given
+// sizes in bytes; a call is timed from the launch of the N goroutines to the return of the last.
+// peakGBS (> 0) replaces the measured memory bandwidth in the floor.
+func HostRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (*AllReduceResult, error) {
 	ring, err := collective.NewHostRing[float32](n, collective.Options{})
 	if err != nil {
 		return nil, err
@@ -176,7 +129,7 @@ func benchHostRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (*a
 	if mem <= 0 {
 		mem = copyBandwidth(64<<20, n)
 	}
-	res := &allreduceResult{
+	res := &AllReduceResult{
 		Impl: "dlf", Device: "cpu", Transport: "HostRing (goroutine ranks, staging-buffer queues)",
 		Ranks: n, Op: "avg", DType: "float32", Iters: iters, Warmup: warmup, MemGBS: mem,
 		Note: fmt.Sprintf("%d goroutine ranks in one process share the memory bus; floor busbw = memory GB/s × 2(N−1)/N ÷ 9(N−1) (9(N−1)·S bytes of traffic per call)", n),
@@ -224,130 +177,62 @@ func benchHostRing(n int, sizes []int64, iters, warmup int, peakGBS float64) (*a
 	return res, nil
 }
 
-func newAllreduceRow(b int64, elems, n int, med, best float64, check string) allreduceRow {
+func newAllreduceRow(b int64, elems, n int, med, best float64, check string) AllReduceRow {
 	alg := float64(b) / med / 1e9
-	return allreduceRow{Bytes: b, Elems: elems, UsMed: med * 1e6, UsMin: best * 1e6, AlgBW: alg, BusBW: alg * busFactor(n), Verify: check}
+	return AllReduceRow{Bytes: b, Elems: elems, UsMed: med * 1e6, UsMin: best * 1e6, AlgBW: alg, BusBW: alg * busFactor(n), Verify: check}
 }
 
-// benchDeviceRing times DeviceRing on CUDA: on n devices when the machine has them, else n virtual
-// ranks (own streams and buffers) on device 0, whose "links" are device-to-device copies through
-// the one GPU's memory.
-func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, hostStaged bool) (*allreduceResult, error) {
-	count, err := cu.DeviceCount()
+// DeviceRing times collective.DeviceRing on CUDA: on n GPUs when the machine has them, else n
+// virtual ranks (own backends, streams and buffers) on GPU 0, whose "links" are device-to-device
+// copies through the one GPU's memory. hostStaged sends every link through pinned host memory.
+func DeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, hostStaged bool) (*AllReduceResult, error) {
+	count, err := cuda.DeviceCount()
 	if err != nil {
 		return nil, fmt.Errorf("--device cuda: %v", err)
 	}
 	virtual := count < n
-	var opened []*cu.Device
+	bes := make([]*cuda.Backend, 0, n)
 	defer func() {
-		for _, d := range opened {
-			_ = d.Close()
+		for _, b := range bes {
+			_ = b.Close()
 		}
 	}()
-	devs := make([]*cu.Device, n)
-	for r := range devs {
+	for r := range n {
 		ord := r
 		if virtual {
 			ord = 0
 		}
-		if virtual && r > 0 {
-			devs[r] = devs[0]
-			continue
-		}
-		d, err := cu.Open(ord)
+		b, err := cuda.New(ord)
 		if err != nil {
 			return nil, fmt.Errorf("--device cuda: opening device %d: %v", ord, err)
 		}
-		opened = append(opened, d)
-		devs[r] = d
+		bes = append(bes, b)
 	}
-	ring, err := collective.NewDeviceRing(devs, collective.Options{HostStaged: hostStaged})
+	ring, err := collective.NewBackendRing(bes, collective.Options{HostStaged: hostStaged})
 	if err != nil {
 		return nil, err
 	}
 	defer ring.Close()
-	res := &allreduceResult{
-		Impl: "dlf", Device: devs[0].String(), Transport: "DeviceRing", Ranks: n, Virtual: virtual,
+	res := &AllReduceResult{
+		Impl: "dlf", Device: bes[0].Device().String(), Transport: "DeviceRing", Ranks: n, Virtual: virtual,
 		Op: "avg", DType: "float32", Iters: iters, Warmup: warmup,
+		Note: deviceRingNote(ring, n, count, virtual, hostStaged),
 	}
-	switch {
-	case hostStaged:
+	if hostStaged {
 		res.Transport = "DeviceRing, every link staged through pinned host memory (--transport host)"
-		ndev := n
-		if virtual {
-			ndev = 1
-		}
-		res.Note = fmt.Sprintf("%d ranks on %d device(s); each slice goes device → pinned host → device", n, ndev)
-	case virtual:
-		res.Note = fmt.Sprintf("only %d CUDA device(s) found: %d virtual ranks on device 0 (own streams and buffers; links are device-to-device copies), so busbw measures the one GPU's memory, not a GPU interconnect", count, n)
-	default:
-		staged := false
-		for r := range n {
-			staged = staged || ring.HostStaged(r)
-		}
-		res.Note = fmt.Sprintf("%d devices, peer copies", n)
-		if staged {
-			res.Note = fmt.Sprintf("%d devices; some links staged through pinned host memory (no peer access)", n)
-		}
 	}
-	if f, err := gpuFloors(devs[0]); err == nil {
-		res.MemGBS = f.GBS
+	if c, err := bes[0].Clocks(); err == nil {
+		res.MemGBS = GPUFloors(c).GBS
 	}
 	if peakGBS > 0 {
 		res.MemGBS = peakGBS
 	}
 	r := rand.New(rand.NewPCG(rand.Uint64(), 13))
 	for _, b := range sizes {
-		elems := int(b / 4)
-		host := make([][]float32, n)
-		for k := range host {
-			host[k] = make([]float32, elems)
-		}
-		want := fillRanks(r, host)
-		ptrs := make([]cu.DevicePtr, n)
-		free := func() {
-			for k, p := range ptrs {
-				if p != 0 {
-					_ = devs[k].Do(func() error { return cu.MemFree(p) })
-				}
-			}
-		}
-		for k := range ptrs {
-			if err := devs[k].Do(func() error {
-				p, err := cu.MemAlloc(b)
-				if err != nil {
-					return err
-				}
-				ptrs[k] = p
-				return cu.MemcpyHtoD(p, host[k])
-			}); err != nil {
-				free()
-				return nil, fmt.Errorf("rank %d: %d-byte buffer: %w", k, b, err)
-			}
-		}
-		first := true
-		var check string
-		call := func() error {
-			if err := ring.AllReduce(ptrs, elems, collective.Avg); err != nil {
-				return err
-			}
-			if first {
-				first = false
-				for k, p := range ptrs {
-					if err := devs[k].Do(func() error { return cu.MemcpyDtoH(host[k], p) }); err != nil {
-						return err
-					}
-				}
-				check = checkMean(host, want)
-			}
-			return nil
-		}
-		med, best, err := timeCalls(iters, warmup, call)
-		free()
+		row, err := timeDeviceRing(ring, bes, r, b, iters, warmup)
 		if err != nil {
-			return nil, fmt.Errorf("all-reduce of %d bytes: %w", b, err)
+			return nil, err
 		}
-		row := newAllreduceRow(b, elems, n, med, best, check)
 		if virtual && res.MemGBS > 0 {
 			// Virtual ranks move the same 9(N−1)·S bytes as HostRing (copy into staging, reduce
 			// kernel, copy in and out), all through the one GPU's memory.
@@ -357,6 +242,73 @@ func benchDeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, h
 		res.Rows = append(res.Rows, row)
 	}
 	return res, nil
+}
+
+// deviceRingNote says what the ring's links are.
+func deviceRingNote(ring *collective.DeviceRing, n, count int, virtual, hostStaged bool) string {
+	switch {
+	case hostStaged:
+		ndev := n
+		if virtual {
+			ndev = 1
+		}
+		return fmt.Sprintf("%d ranks on %d device(s); each slice goes device → pinned host → device", n, ndev)
+	case virtual:
+		return fmt.Sprintf("only %d CUDA device(s) found: %d virtual ranks on device 0 (own streams and buffers; links are device-to-device copies), so busbw measures the one GPU's memory, not a GPU interconnect", count, n)
+	}
+	for r := range n {
+		if ring.HostStaged(r) {
+			return fmt.Sprintf("%d devices; some links staged through pinned host memory (no peer access)", n)
+		}
+	}
+	return fmt.Sprintf("%d devices, peer copies", n)
+}
+
+// timeDeviceRing times the all-reduce of one message size, checking the first result against the
+// float64 mean.
+func timeDeviceRing(ring *collective.DeviceRing, bes []*cuda.Backend, r *rand.Rand, b int64, iters, warmup int) (AllReduceRow, error) {
+	n, elems := len(bes), int(b/4)
+	host := make([][]float32, n)
+	for k := range host {
+		host[k] = make([]float32, elems)
+	}
+	want := fillRanks(r, host)
+	ts := make([]*tensor.Tensor, n)
+	defer func() {
+		for _, t := range ts {
+			if t != nil {
+				t.Release()
+			}
+		}
+	}()
+	for k, be := range bes {
+		if err := be.Device().Do(func() error {
+			ts[k] = tensor.FromFloat32(be, host[k], elems)
+			return be.Err()
+		}); err != nil {
+			return AllReduceRow{}, fmt.Errorf("rank %d: %d-byte buffer: %w", k, b, err)
+		}
+	}
+	first := true
+	var check string
+	call := func() error {
+		if err := ring.AllReduceTensors(ts, collective.Avg); err != nil {
+			return err
+		}
+		if first {
+			first = false
+			for k, be := range bes {
+				_ = be.Device().Do(func() error { host[k] = ts[k].Float32s(); return nil })
+			}
+			check = checkMean(host, want)
+		}
+		return nil
+	}
+	med, best, err := timeCalls(iters, warmup, call)
+	if err != nil {
+		return AllReduceRow{}, fmt.Errorf("all-reduce of %d bytes: %w", b, err)
+	}
+	return newAllreduceRow(b, elems, n, med, best, check), nil
 }
 
 // humanBytes prints a message size as nccl-tests' tables are read: 4K, 1M, 256M.
@@ -372,7 +324,8 @@ func humanBytes(b int64) string {
 	return fmt.Sprintf("%dB", b)
 }
 
-func printAllReduce(w io.Writer, r *allreduceResult) {
+// PrintAllReduce writes an all-reduce benchmark as a table, nccl-tests style.
+func PrintAllReduce(w io.Writer, r *AllReduceResult) {
 	fmt.Fprintf(w, "all-reduce (%s, %s) on %s: %d ranks, %s; median of %d after %d warm-up\n",
 		r.Op, r.DType, r.Device, r.Ranks, r.Transport, r.Iters, r.Warmup)
 	fmt.Fprintln(w, r.Note)
