@@ -29,8 +29,7 @@ func TestResumeKeepsLogsConsistent(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.close()
-	head, rows := readCSV(t, path)
-	if got := column(t, head, rows, "step"); len(got) != 4 || got[3] != 4 || got[2] != 3 {
+	if got := csvColumn(t, path, "step"); len(got) != 4 || got[3] != 4 || got[2] != 3 {
 		t.Errorf("steps after resume at 3: %v, want 1 2 3 4", got)
 	}
 	if _, err := openCSV(path, metricColumns, -1); err == nil {

@@ -119,15 +119,7 @@ func newDDP(t *Run, kind string, n int) (*ddp, error) {
 		d.ranks = append(d.ranks, rk)
 		err = dev.Do(func() error {
 			var err error
-			if rk.m, err = dlf.New(t.cfg, dev.Backend, tensor.Float32); err != nil {
-				return err
-			}
-			if rk.opt, err = optim.New(t.cfg.OptimConfig(t.perEpoch), rk.m.OptimParams()); err != nil {
-				return err
-			}
-			if t.cfg.PolyakDecay > 0 {
-				rk.ema, err = optim.NewEMA(t.cfg.PolyakDecay, rk.m.OptimParams())
-			}
+			rk.m, rk.opt, rk.ema, err = newReplica(t.cfg, dev, t.perEpoch)
 			return err
 		})
 		if err != nil {
@@ -332,53 +324,14 @@ func (d *ddp) nextBatches(b0 *data.Batch) ([]*data.Batch, error) {
 	return bs, nil
 }
 
-// stepDDP is trainer.step for N ranks: every rank runs forward on its batch; if any loss is
-// non-finite no rank updates; otherwise every rank runs backward with its gradients handed to the
-// reducer as they become final, waits for the averages, and takes the same optimizer step. The
-// metrics returned are the mean over ranks.
+// stepDDP is Run.step for N ranks: every rank runs forward on its batch; if any loss is non-finite
+// no rank updates; otherwise every rank runs backward with its gradients handed to the reducer as
+// they become final, waits for the averages, and takes the same optimizer step. The metrics returned
+// are the mean over ranks.
 func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 	d := t.ddp
-	cleanup := func() {
-		for _, rk := range d.ranks {
-			_ = rk.dev.Do(func() error {
-				// The tape first, as trainer.step does after a forward pass without backward.
-				if rk.tape != nil {
-					rk.tape.Release()
-				}
-				if rk.res != nil {
-					rk.res.Release()
-				}
-				release(rk.x, rk.cond)
-				rk.res, rk.tape, rk.x, rk.cond = nil, nil, nil, nil
-				return nil
-			})
-		}
-	}
-	defer cleanup()
-	err := d.each(func(rk *rank) error {
-		b := bs[rk.r]
-		x, off, err := rk.m.Preprocess(b.Images, b.N, false, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
-		if err != nil {
-			return err
-		}
-		rk.x, rk.next = x, off
-		if rk.cond, err = Condition(rk.m, b.Labels); err != nil {
-			return err
-		}
-		rk.tape = autodiff.NewTape()
-		if rk.res, err = rk.m.Forward(rk.tape, x, rk.cond); err != nil {
-			return err
-		}
-		fault.Point(fault.RankStep + strconv.Itoa(rk.r))
-		rk.loss.loss = rk.res.Loss.Value.Item()
-		rk.loss.l2 = 0
-		if rk.res.L2 != nil {
-			rk.loss.l2 = rk.res.L2.Value.Item()
-		}
-		rk.loss.bits = rk.loss.loss - rk.loss.l2
-		return rk.dev.Backend.Err()
-	})
-	if err != nil {
+	defer d.releaseStep()
+	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.r]) }); err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	var mean stepResult
@@ -389,7 +342,7 @@ func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 	}
 	for _, rk := range d.ranks {
 		if l := rk.loss.loss; math.IsNaN(l) || math.IsInf(l, 0) {
-			cleanup()
+			d.releaseStep()
 			b := bs[rk.r]
 			var where string
 			_ = t.dev.Do(func() error {
@@ -399,44 +352,86 @@ func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
 		}
 	}
-	err = d.eachRank(func(rk *rank) error {
-		var hookErr, berr error
-		grads := make([]*tensor.Tensor, len(rk.params))
-		derr := rk.dev.Do(func() error {
-			rk.tape.OnGradReady(func(v *autodiff.Var) {
-				if i, ok := rk.index[v]; ok && hookErr == nil {
-					hookErr = rk.red.Ready(i, v.Grad)
-				}
-			})
-			berr = rk.tape.Backward(rk.res.Loss)
-			for i, p := range rk.params {
-				if p.Var.Grad == nil {
-					v := p.Var.Value
-					p.Var.Grad = tensor.Zeros(v.Backend(), v.DType(), v.Shape()...)
-				}
-				grads[i] = p.Var.Grad
-			}
-			return nil
-		})
-		// Wait even after an error, so that the other ranks' collective calls are matched and the
-		// ring does not hang; the reducer treats missing gradients as zeros. Outside the device
-		// work unit: the device reducer needs every rank's device worker (gradReducer).
-		werr := rk.red.Wait(grads)
-		if err := errors.Join(derr, berr, hookErr, werr); err != nil {
-			return err
-		}
-		return rk.dev.Do(func() error {
-			rk.opt.Step(lr)
-			rk.opt.ZeroGrad()
-			if rk.ema != nil {
-				rk.ema.Update()
-			}
-			return rk.dev.Backend.Err()
-		})
-	})
-	if err != nil {
+	if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {
 		return mean, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	t.st.NoiseOffset = d.ranks[0].next
 	return mean, nil
+}
+
+// releaseStep frees every rank's tape, result and inputs of the step (the tape first, as Run.step
+// does after a forward pass without backward).
+func (d *ddp) releaseStep() {
+	for _, rk := range d.ranks {
+		_ = rk.dev.Do(func() error {
+			if rk.tape != nil {
+				rk.tape.Release()
+			}
+			if rk.res != nil {
+				rk.res.Release()
+			}
+			release(rk.x, rk.cond)
+			rk.res, rk.tape, rk.x, rk.cond = nil, nil, nil, nil
+			return nil
+		})
+	}
+}
+
+// forwardRank runs rank rk's forward pass on its batch b, with the rank's own dequantisation noise,
+// inside the rank's device work unit.
+func (t *Run) forwardRank(rk *rank, b *data.Batch) error {
+	var err error
+	if rk.x, rk.cond, rk.next, err = batchInput(rk.m, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset); err != nil {
+		return err
+	}
+	rk.tape = autodiff.NewTape()
+	if rk.res, err = rk.m.Forward(rk.tape, rk.x, rk.cond); err != nil {
+		return err
+	}
+	fault.Point(fault.RankStep + strconv.Itoa(rk.r))
+	rk.loss.loss = rk.res.Loss.Value.Item()
+	rk.loss.l2 = 0
+	if rk.res.L2 != nil {
+		rk.loss.l2 = rk.res.L2.Value.Item()
+	}
+	rk.loss.bits = rk.loss.loss - rk.loss.l2
+	return rk.dev.Backend.Err()
+}
+
+// backwardAndUpdate runs the rank's backward pass with its gradients handed to the reducer as they
+// become final, waits for the averages and takes the optimizer step.
+func (rk *rank) backwardAndUpdate(lr float64) error {
+	var hookErr, berr error
+	grads := make([]*tensor.Tensor, len(rk.params))
+	derr := rk.dev.Do(func() error {
+		rk.tape.OnGradReady(func(v *autodiff.Var) {
+			if i, ok := rk.index[v]; ok && hookErr == nil {
+				hookErr = rk.red.Ready(i, v.Grad)
+			}
+		})
+		berr = rk.tape.Backward(rk.res.Loss)
+		for i, p := range rk.params {
+			if p.Var.Grad == nil {
+				v := p.Var.Value
+				p.Var.Grad = tensor.Zeros(v.Backend(), v.DType(), v.Shape()...)
+			}
+			grads[i] = p.Var.Grad
+		}
+		return nil
+	})
+	// Wait even after an error, so that the other ranks' collective calls are matched and the ring
+	// does not hang; the reducer treats missing gradients as zeros. Outside the device work unit:
+	// the device reducer needs every rank's device worker (gradReducer).
+	werr := rk.red.Wait(grads)
+	if err := errors.Join(derr, berr, hookErr, werr); err != nil {
+		return err
+	}
+	return rk.dev.Do(func() error {
+		rk.opt.Step(lr)
+		rk.opt.ZeroGrad()
+		if rk.ema != nil {
+			rk.ema.Update()
+		}
+		return rk.dev.Backend.Err()
+	})
 }

@@ -25,8 +25,7 @@ func TestGPUTrainDataParallelVirtual(t *testing.T) {
 		if dev == "cuda" {
 			gpuSnap = snap
 		}
-		head, rows := readCSV(t, filepath.Join(res, "steps.csv"))
-		losses[dev] = column(t, head, rows, "loss")
+		losses[dev] = csvColumn(t, filepath.Join(res, "steps.csv"), "loss")
 	}
 	sameReplicas(t, "CUDA replicas", gpuSnap)
 	cpuL, gpuL := losses["cpu"], losses["cuda"]

@@ -91,8 +91,7 @@ func TestTrainDataParallel(t *testing.T) {
 	if !moved {
 		t.Error("parameters after step 5 equal those after step 3: the resumed run did not train")
 	}
-	head, rows := readCSV(t, filepath.Join(res, "steps.csv"))
-	if steps := column(t, head, rows, "step"); len(steps) != 5 || steps[0] != 1 || steps[4] != 5 {
+	if steps := csvColumn(t, filepath.Join(res, "steps.csv"), "step"); len(steps) != 5 || steps[0] != 1 || steps[4] != 5 {
 		t.Errorf("steps.csv steps %v, want 1..5", steps)
 	}
 	// Resuming with another world size is refused: the data position counts in shards.
@@ -104,5 +103,37 @@ func TestTrainDataParallel(t *testing.T) {
 	job.Ranks, job.Config.Width = 2, 16
 	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), "width 8 there, 16 here") {
 		t.Errorf("resume with another width: %v, want a refusal naming the width", err)
+	}
+}
+
+// TestReplicaDivergenceIsCaught changes one element of rank 1's parameters: identical must name the
+// rank, parameter and element, and a checkpoint must be refused, since it would stand for every rank.
+func TestReplicaDivergenceIsCaught(t *testing.T) {
+	res := filepath.Join(t.TempDir(), "ddp")
+	r, err := New(ddpJob(t, res, 1), Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.ddp.identical(); err != nil {
+		t.Fatalf("fresh replicas: %v", err)
+	}
+	rk := r.ddp.ranks[1]
+	p := rk.m.Params()[0]
+	_ = rk.dev.Do(func() error {
+		v := p.Var.Value.Float32s()
+		v[0] = math.Nextafter32(v[0], 10)
+		p.Var.Value.Upload(v)
+		return nil
+	})
+	err = r.ddp.identical()
+	if err == nil || !strings.Contains(err.Error(), "rank 1 parameter "+p.Name+"[0]") {
+		t.Errorf("identical after a change on rank 1: %v", err)
+	}
+	if err := r.save(); err == nil || !strings.Contains(err.Error(), "data-parallel replicas diverged") {
+		t.Errorf("save with diverged replicas: %v", err)
+	}
+	if rankSeed(7, 0) != 7 || rankSeed(7, 1) == rankSeed(7, 2) || rankSeed(7, 1) == 7 {
+		t.Errorf("rank seeds 7→%d, %d, %d: rank 0 must keep the seed, the others differ", rankSeed(7, 0), rankSeed(7, 1), rankSeed(7, 2))
 	}
 }

@@ -64,16 +64,11 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 		q.Var.Value.Upload(p.Var.Value.Float64s())
 	}
 	lt = dlf.NewLayerTracker(diag, "preprocess")
-	x, _, err := diag.Preprocess(images, n, false, seed, offset)
+	x, cond, _, err := batchInput(diag, images, n, labels, seed, offset)
 	if err != nil {
 		return fmt.Sprintf("the layer could not be located: %v", err)
 	}
-	defer x.Release()
-	cond, err := Condition(diag, labels)
-	if err != nil {
-		return fmt.Sprintf("the layer could not be located: %v", err)
-	}
-	defer release(cond)
+	defer release(x, cond)
 	res, err := diag.Forward(autodiff.NoGrad(), x, cond)
 	if err != nil {
 		return fmt.Sprintf("the layer could not be located: %v", err)
@@ -84,9 +79,6 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 	}
 	return found
 }
-
-// layerName is the layer of a parameter, for messages.
-func layerName(param string) string { return dlf.LayerOf(param) }
 
 // nonFiniteParam returns the first parameter holding a NaN or infinity, or "".
 func nonFiniteParam(m *dlf.Model) string {

@@ -13,6 +13,7 @@ func (r *Run) testRow(epoch int) (bool, error) {
 		r.hooks.Break()
 	}
 	start := time.Now()
+	r.stopped() // sets the flag Evaluate reads when the context is already cancelled
 	ev, err := Evaluate(r.dev, r.m, r.test, r.cfg.BatchSize, r.cfg.Seed^TestSeedSalt, 1, &r.stop)
 	if err != nil {
 		return false, err
@@ -49,7 +50,7 @@ func (r *Run) epochEnd(epoch int) error {
 			return err
 		}
 	}
-	if r.stop.Load() {
+	if r.stopped() {
 		return nil
 	}
 	if r.hooks.Samples != nil && r.o.SampleEvery > 0 && (epoch+1)%r.o.SampleEvery == 0 {

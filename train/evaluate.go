@@ -87,19 +87,14 @@ func Evaluate(dev *device.Device, m *dlf.Model, ds *data.Dataset, batch int, see
 // evalBatch runs the forward passes of one batch, one per draw, from noise offset; it returns the
 // next offset.
 func evalBatch(m *dlf.Model, b *data.Batch, seed, offset uint64, objs [][]float64, l2 *float64) (uint64, error) {
-	cond, err := Condition(m, b.Labels)
-	if err != nil {
-		return offset, err
-	}
-	defer release(cond)
 	for k := range objs {
-		x, off, err := m.Preprocess(b.Images, b.N, false, seed, offset)
+		x, cond, off, err := batchInput(m, b.Images, b.N, b.Labels, seed, offset)
 		if err != nil {
 			return offset, err
 		}
 		offset = off
 		r, err := m.Forward(autodiff.NoGrad(), x, cond)
-		x.Release()
+		release(x, cond)
 		if err != nil {
 			return offset, err
 		}

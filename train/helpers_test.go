@@ -6,8 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -22,9 +20,14 @@ var (
 	mnistTrain *data.Dataset
 	mnistTest  *data.Dataset
 	mnistErr   error
+	// mnistDir holds the MNIST files once mnist has run (child processes read them from there).
+	mnistDir string
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		faultChild(spec) // exits
+	}
 	dir, err := os.MkdirTemp("", "train-test-")
 	if err != nil {
 		panic(err)
@@ -48,6 +51,7 @@ func mnist(t testing.TB, nTrain, nTest int) (*data.Dataset, *data.Dataset) {
 			}
 			dir = filepath.Join(root, "mnist")
 		}
+		mnistDir = dir
 		if mnistTrain, mnistErr = data.Open("mnist", "", "train", data.Options{Path: dir}); mnistErr != nil {
 			return
 		}
@@ -102,22 +106,14 @@ func readCSV(t testing.TB, path string) ([]string, [][]string) {
 	return all[0], all[1:]
 }
 
-// column returns the float values of a named column.
-func column(t testing.TB, head []string, rows [][]string, name string) []float64 {
+// csvColumn returns a named column of a CSV log, read by ReadCSVColumns.
+func csvColumn(t testing.TB, path, name string) []float64 {
 	t.Helper()
-	j := slices.Index(head, name)
-	if j < 0 {
-		t.Fatalf("no column %q in %v", name, head)
+	cols, err := ReadCSVColumns(path, name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := make([]float64, len(rows))
-	for i, r := range rows {
-		v, err := strconv.ParseFloat(r[j], 64)
-		if err != nil {
-			t.Fatalf("column %s row %d: %v", name, i, err)
-		}
-		out[i] = v
-	}
-	return out
+	return cols[0]
 }
 
 // paramBits downloads every parameter of m as raw float32 bits, by name.

@@ -11,6 +11,7 @@ import (
 
 	"dlf/autodiff"
 	"dlf/data"
+	"dlf/dlf"
 	"dlf/train/fault"
 )
 
@@ -31,6 +32,9 @@ type Result struct {
 // evaluation short); the epoch end it interrupts is redone when the run is resumed. A non-finite
 // loss is handled as Options.NaNPolicy says.
 func (r *Run) Train(ctx context.Context) (Result, error) {
+	r.ctx = ctx
+	defer func() { r.ctx = nil }()
+	// The flag lets a test evaluation in progress see the cancellation too.
 	stopWatch := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopWatch()
 	r.stop.Store(ctx.Err() != nil)
@@ -44,6 +48,15 @@ func (r *Run) Train(ctx context.Context) (Result, error) {
 			return Result{Step: r.st.Step}, err
 		}
 	}
+}
+
+// stopped reports whether Train's context is cancelled (checked directly, so that a cancel that
+// happens before a check is always seen by it).
+func (r *Run) stopped() bool {
+	if r.ctx != nil && r.ctx.Err() != nil {
+		r.stop.Store(true)
+	}
+	return r.stop.Load()
 }
 
 // say prints a report line, after the progress display has ended its own.
@@ -193,7 +206,7 @@ func (r *Run) loop() (Result, error) {
 	defer src.close()
 	clock := epochClock{epoch: -1}
 	for {
-		if r.stop.Load() {
+		if r.stopped() {
 			return r.finish("interrupted")
 		}
 		if why := r.budgetReached(); why != "" {
@@ -277,16 +290,11 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 	var next uint64
 	bad := false
 	err := r.dev.Do(func() error {
-		x, off, err := r.m.Preprocess(b.Images, b.N, false, r.cfg.Seed, r.st.NoiseOffset)
+		x, cond, off, err := batchInput(r.m, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
 		if err != nil {
 			return err
 		}
-		defer x.Release()
-		cond, err := Condition(r.m, b.Labels)
-		if err != nil {
-			return err
-		}
-		defer release(cond)
+		defer release(x, cond)
 		tp := autodiff.NewTape()
 		out, err := r.m.Forward(tp, x, cond)
 		if err != nil {
@@ -354,7 +362,7 @@ func (r *Run) save() error {
 		return nil
 	})
 	if bad != "" {
-		return &nonFiniteError{step: r.st.Step, where: fmt.Sprintf("the update made parameter %s (layer %s) non-finite", bad, layerName(bad))}
+		return &nonFiniteError{step: r.st.Step, where: fmt.Sprintf("the update made parameter %s (layer %s) non-finite", bad, dlf.LayerOf(bad))}
 	}
 	if err = errors.Join(err, derr); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -80,7 +81,8 @@ type Run struct {
 	perEpoch    int
 	st          State
 	stop        atomic.Bool
-	ddp         *ddp // nil for one rank
+	ctx         context.Context // Train's, while it runs
+	ddp         *ddp            // nil for one rank
 	source      string
 	// ckpts are the rolling checkpoints known to load, which KeepCheckpoints counts.
 	ckpts *checkpointSet
@@ -170,15 +172,7 @@ func prepare(job *Job) (*Resumable, error) {
 func (r *Run) build() error {
 	err := r.dev.Do(func() error {
 		var err error
-		if r.m, err = dlf.New(r.cfg, r.dev.Backend, tensor.Float32); err != nil {
-			return err
-		}
-		if r.opt, err = optim.New(r.cfg.OptimConfig(r.perEpoch), r.m.OptimParams()); err != nil {
-			return err
-		}
-		if r.cfg.PolyakDecay > 0 {
-			r.ema, err = optim.NewEMA(r.cfg.PolyakDecay, r.m.OptimParams())
-		}
+		r.m, r.opt, r.ema, err = newReplica(r.cfg, r.dev, r.perEpoch)
 		return err
 	})
 	if err != nil {
@@ -262,6 +256,38 @@ func (r *Run) resume(res *Resumable, report func(string)) error {
 	return nil
 }
 
+// newReplica builds a model with its optimizer and (when the config asks for one) moving average
+// on dev; it runs inside dev's work unit.
+func newReplica(cfg dlf.Config, dev *device.Device, perEpoch int) (*dlf.Model, *optim.Optimizer, *optim.EMA, error) {
+	m, err := dlf.New(cfg, dev.Backend, tensor.Float32)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	opt, err := optim.New(cfg.OptimConfig(perEpoch), m.OptimParams())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var ema *optim.EMA
+	if cfg.PolyakDecay > 0 {
+		ema, err = optim.NewEMA(cfg.PolyakDecay, m.OptimParams())
+	}
+	return m, opt, ema, err
+}
+
+// batchInput preprocesses a batch's images with the dequantisation noise of stream seed at
+// offset, and builds its class condition (nil for an unconditional model); it returns the next
+// unused noise offset. The caller releases x and cond.
+func batchInput(m *dlf.Model, images []uint8, n int, labels []int32, seed, offset uint64) (x, cond *tensor.Tensor, next uint64, err error) {
+	if x, next, err = m.Preprocess(images, n, false, seed, offset); err != nil {
+		return nil, nil, offset, err
+	}
+	if cond, err = Condition(m, labels); err != nil {
+		x.Release()
+		return nil, nil, offset, err
+	}
+	return x, cond, next, nil
+}
+
 // begin starts a new run: Glow's data-dependent initialisation, copied to every rank.
 func (r *Run) begin() error {
 	fmt.Fprintf(r.hooks.Log, "results: %s (new run)\n", r.o.Results)
@@ -343,16 +369,11 @@ func (r *Run) dataInit() error {
 		return err
 	}
 	return r.dev.Do(func() error {
-		x, _, err := r.m.Preprocess(sub.Images, n, false, r.cfg.Seed^0x696e6974, 0)
+		x, cond, _, err := batchInput(r.m, sub.Images, n, sub.Labels, r.cfg.Seed^0x696e6974, 0)
 		if err != nil {
 			return err
 		}
-		defer x.Release()
-		cond, err := Condition(r.m, sub.Labels)
-		if err != nil {
-			return err
-		}
-		defer release(cond)
+		defer release(x, cond)
 		return r.m.DataInit(x, cond)
 	})
 }

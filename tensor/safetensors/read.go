@@ -366,6 +366,16 @@ func (f *File) Entry(name string) (Entry, bool) {
 	return e, ok
 }
 
+// Raw returns the named tensor's bytes as stored (little-endian), for bit-exact comparisons and
+// hashing; the slice aliases the file's buffer and must not be modified.
+func (f *File) Raw(name string) ([]byte, error) {
+	e, ok := f.entries[name]
+	if !ok {
+		return nil, errorf(f.Path, name, "not in the checkpoint")
+	}
+	return f.data[e.Begin:e.End], nil
+}
+
 // lookup finds name and checks its dtype code and shape against the caller's expectation.
 func (f *File) lookup(name, code string, shape []int) (Entry, error) {
 	e, ok := f.entries[name]
