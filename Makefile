@@ -24,7 +24,7 @@ EMU_SKIP    := ^(TestGPULaunchMarshalling|TestGPUModuleJITErrorLog)$$
 export CGO_ENABLED = 0
 
 .PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean \
-	cuda-emu emu-test
+	cuda-emu emu-test check-imports
 
 help:
 	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/launch_gen.go (needs nvcc 11.8)"
@@ -37,6 +37,7 @@ help:
 	@echo "make check-kernels regenerate PTX and launchers and fail if they differ from what is committed"
 	@echo "make ptxas-report  assemble every PTX for sm_80 and sm_90 and print registers/spills"
 	@echo "make cuda-emu      build the CPU CUDA emulator $(EMU_DIR)/libcuda_emu.so from $(EMU_KERNELS)/*.cu (needs g++)"
+	@echo "make check-imports fail if an import points up the layers or past tensor/cuda to the driver bindings"
 	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~1 min)"
 
 kernels: nvcc-check $(PTX)
@@ -114,6 +115,11 @@ emu-test: cuda-emu
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags faultinject ./train/... ./driver/
+
+# The import graph points one way and only the CUDA layer imports the driver bindings.
+check-imports:
+	scripts/check-imports.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

