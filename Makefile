@@ -27,7 +27,7 @@ export CGO_ENABLED = 0
 	cuda-emu emu-test check-imports
 
 help:
-	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/launch_gen.go (needs nvcc 11.8)"
+	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/*_gen.go (needs nvcc 11.8)"
 	@echo "make build         bin/driver"
 	@echo "make test          every test (GPU tests skip without a GPU; REQUIRE_GPU=1 makes them fail)"
 	@echo "make bench         go test benchmarks of the tensor library"
@@ -87,7 +87,7 @@ train: build
 	bin/driver train --problem $(PROBLEM) --data_dir $(DATA_DIR)/$(PROBLEM)
 
 # Rebuild every PTX from scratch (ignoring timestamps) and the launchers, then fail on any difference
-# from the committed files: catches a .cu edited without `make kernels` and a hand-edited launch_gen.go.
+# from the committed files: catches a .cu edited without `make kernels` and a hand-edited generated launcher.
 check-kernels:
 	$(MAKE) -B kernels
 	@git diff --exit-code --stat -- kernels/ || { \

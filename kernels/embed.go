@@ -6,7 +6,7 @@
 // committed .ptx module that is embedded here, so building and running need
 // no CUDA toolkit; the driver JIT-compiles compute_80 PTX for Ampere and
 // Hopper. The generator (kernels/gen) then reads every
-// extern "C" __global__ signature and writes launch_gen.go: one method per
+// extern "C" __global__ signature and writes table_gen.go and <module>_gen.go: one method per
 // kernel on *Kernels whose Go parameter types follow the C types (pointers
 // → cu.DevicePtr, int → int32, long long → int64, float → float32, ...),
 // so a launch can never disagree with its kernel's signature. Tests check

@@ -15,7 +15,7 @@ import (
 // The sources and the generated file travel inside the test binary, so the
 // checks also run from a cross-built binary in another directory.
 //
-//go:embed *.cu launch_gen.go
+//go:embed *.cu *_gen.go
 var sourceFS embed.FS
 
 func embeddedSources(t *testing.T) []kgen.Source {
@@ -36,9 +36,9 @@ func embeddedSources(t *testing.T) []kgen.Source {
 	return srcs
 }
 
-// TestLaunchGenUpToDate re-runs the generator in memory over the current
-// .cu files: a hand edit of launch_gen.go, or a .cu change without
-// `make kernels`, fails here (no nvcc needed).
+// TestLaunchGenUpToDate re-runs the generator in memory over the current .cu files: a hand edit of
+// a generated file, a .cu change without `make kernels`, or a generated file left behind by a
+// removed .cu fails here (no nvcc needed).
 func TestLaunchGenUpToDate(t *testing.T) {
 	ks, mods, err := kgen.ParseSources(embeddedSources(t))
 	if err != nil {
@@ -48,25 +48,40 @@ func TestLaunchGenUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := sourceFS.ReadFile("launch_gen.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < max(len(gl), len(wl)); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("launch_gen.go is stale or hand-edited (run make kernels); first difference at line %d:\n  have: %q\n  want: %q", i+1, g, w)
-			}
+	have, _ := fs.Glob(sourceFS, "*_gen.go")
+	for _, name := range have {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s is not generated from any .cu (run make kernels to delete it)", name)
 		}
 	}
+	for name, w := range want {
+		got, err := sourceFS.ReadFile(name)
+		if err != nil {
+			t.Errorf("%s is missing (run make kernels): %v", name, err)
+			continue
+		}
+		if line, g, w := firstDiff(string(got), string(w)); line > 0 {
+			t.Errorf("%s is stale or hand-edited (run make kernels); first difference at line %d:\n  have: %q\n  want: %q", name, line, g, w)
+		}
+	}
+}
+
+// firstDiff returns the first line (1-based) at which a and b differ, with both lines; 0 if equal.
+func firstDiff(a, b string) (int, string, string) {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < max(len(al), len(bl)); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return i + 1, x, y
+		}
+	}
+	return 0, "", ""
 }
 
 // TestPTXMatchesSources checks every committed PTX module: the header

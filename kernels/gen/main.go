@@ -1,9 +1,9 @@
-// Command gen regenerates kernels/launch_gen.go from the kernels/*.cu
+// Command gen regenerates kernels/table_gen.go and kernels/<module>_gen.go from the kernels/*.cu
 // sources, after optionally compiling each source to PTX with nvcc.
 //
 //	go run ./kernels/gen                 # from the repository root
 //	go run ./gen -dir . -nvcc nvcc       # go generate, in kernels/
-//	go run ./kernels/gen -check          # CI: fail if launch_gen.go is stale
+//	go run ./kernels/gen -check          # CI: fail if a generated file is stale
 //
 // It parses every extern "C" __global__ signature, checks each .ptx module
 // against its .cu (same kernels, same parameter count, order and widths,
@@ -31,16 +31,15 @@ var nvccFlags = []string{"-ptx", "-arch=compute_80", "-O3"}
 func main() {
 	dir := flag.String("dir", "", "directory holding the .cu files (default: ./kernels if present, else .)")
 	nvcc := flag.String("nvcc", "", "compile each .cu to .ptx with this nvcc first (empty: use the committed .ptx)")
-	check := flag.Bool("check", false, "do not write; exit 1 if launch_gen.go is out of date")
-	out := flag.String("o", "launch_gen.go", "output file name, inside -dir")
+	check := flag.Bool("check", false, "do not write; exit 1 if a generated file is out of date")
 	flag.Parse()
-	if err := run(*dir, *nvcc, *out, *check); err != nil {
+	if err := run(*dir, *nvcc, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "kernels/gen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, nvcc, out string, check bool) error {
+func run(dir, nvcc string, check bool) error {
 	if dir == "" {
 		dir = "."
 		if fi, err := os.Stat("kernels"); err == nil && fi.IsDir() {
@@ -82,23 +81,59 @@ func run(dir, nvcc, out string, check bool) error {
 	if err := checkPTX(dir, kernels, modules); err != nil {
 		return err
 	}
-	code, err := kgen.Generate(kernels, modules)
+	generated, err := kgen.Generate(kernels, modules)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, out)
-	old, _ := os.ReadFile(path)
-	if bytes.Equal(old, code) {
-		return nil
+	return writeGenerated(dir, generated, check)
+}
+
+// writeGenerated writes the generated files that changed and deletes generated files no module
+// produces any more (a .cu that was removed or renamed); with check it writes nothing and reports
+// what is out of date.
+func writeGenerated(dir string, files map[string][]byte, check bool) error {
+	var stale []string
+	old, _ := filepath.Glob(filepath.Join(dir, "*_gen.go"))
+	for _, path := range old {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if _, ok := files[filepath.Base(path)]; !ok && bytes.HasPrefix(b, []byte(kgen.Header)) {
+			stale = append(stale, path+" (no longer generated)")
+			if !check {
+				if err := os.Remove(path); err != nil {
+					return err
+				}
+			}
+		}
 	}
-	if check {
-		return fmt.Errorf("%s is out of date: run make kernels (or go generate ./kernels)", path)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, code, 0o644); err != nil {
-		return err
+	sort.Strings(names)
+	for _, name := range names {
+		path := filepath.Join(dir, name)
+		if prev, _ := os.ReadFile(path); bytes.Equal(prev, files[name]) {
+			continue
+		}
+		stale = append(stale, path)
+		if check {
+			continue
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, files[name], 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
 	}
-	return os.Rename(tmp, path)
+	if check && len(stale) > 0 {
+		return fmt.Errorf("out of date: %s: run make kernels (or go generate ./kernels)", strings.Join(stale, ", "))
+	}
+	return nil
 }
 
 // checkPTX verifies every module's PTX against its kernels and rejects

@@ -204,7 +204,7 @@ func TestParseSourcesAcrossFiles(t *testing.T) {
 	}
 	ks2, mods2, _ := ParseSources([]Source{b, a})
 	out2, _ := Generate(ks2, mods2)
-	if string(out1) != string(out2) {
+	if !reflect.DeepEqual(out1, out2) {
 		t.Error("generated code depends on input order")
 	}
 	// Kernel names are one namespace across files.
@@ -231,7 +231,13 @@ extern "C" __global__ void mix(double d, unsigned u, unsigned long long q, int i
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := string(out)
+	if len(out) != 2 || out[TableFile] == nil || out["fill_gen.go"] == nil {
+		t.Fatalf("generated files %v, want %s and fill_gen.go", keys(out), TableFile)
+	}
+	src := string(out[TableFile]) + string(out["fill_gen.go"])
+	if !strings.HasPrefix(string(out["fill_gen.go"]), Header+"\n") || strings.Contains(string(out[TableFile]), "func (k *Kernels)") {
+		t.Error("launchers are not in the module's own file")
+	}
 	for _, want := range []string{
 		Header + "\n",
 		"func (k *Kernels) FillF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dst cu.DevicePtr, n int64, v float32) error {",
@@ -251,4 +257,12 @@ extern "C" __global__ void mix(double d, unsigned u, unsigned long long q, int i
 	if strings.Index(src, "idxFillF32 = iota") > strings.Index(src, "idxMix\n") {
 		t.Error("kernel indices not sorted by name")
 	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

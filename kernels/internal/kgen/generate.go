@@ -58,17 +58,44 @@ var setter = map[string]string{
 	"float32": "f32", "float64": "f64",
 }
 
-// Generate writes launch_gen.go for package kernels: the kernel index
-// constants, the module list, the metadata Table and one typed launcher
-// method per kernel. The output is gofmt'ed and depends only on the inputs.
-func Generate(kernels []Kernel, modules []string) ([]byte, error) {
+// TableFile is the generated file holding the kernel index, the module list and the metadata
+// Table; each module's launchers go in <module>_gen.go (LauncherFile), next to its .cu.
+const TableFile = "table_gen.go"
+
+// LauncherFile names the generated file of one module's launchers.
+func LauncherFile(module string) string { return module + "_gen.go" }
+
+// Generate returns the generated files of package kernels by name: TableFile (the kernel index
+// constants, the module list and the metadata Table) and, per module, LauncherFile(module) with one
+// typed launcher method per kernel of that .cu file. The output is gofmt'ed and depends only on the
+// inputs.
+func Generate(kernels []Kernel, modules []string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	table, err := generateTable(kernels, modules)
+	if err != nil {
+		return nil, err
+	}
+	files[TableFile] = table
+	byModule := map[string][]Kernel{}
+	for _, k := range kernels {
+		byModule[k.Module] = append(byModule[k.Module], k)
+	}
+	for _, m := range modules {
+		code, err := generateLaunchers(m, byModule[m])
+		if err != nil {
+			return nil, err
+		}
+		files[LauncherFile(m)] = code
+	}
+	return files, nil
+}
+
+// generateTable writes TableFile.
+func generateTable(kernels []Kernel, modules []string) ([]byte, error) {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("%s\n\n", Header)
 	w("package kernels\n\n")
-	if len(kernels) > 0 {
-		w("import \"dlf/tensor/cuda/cu\"\n\n")
-	}
 	w("// Kernel indices into Table and Kernels.fns.\nconst (\n")
 	for i, k := range kernels {
 		if i == 0 {
@@ -108,6 +135,19 @@ func Generate(kernels []Kernel, modules []string) ([]byte, error) {
 		w("\t\t},\n\t},\n")
 	}
 	w("}\n")
+	return formatted(b.String())
+}
+
+// generateLaunchers writes one module's launchers.
+func generateLaunchers(module string, kernels []Kernel) ([]byte, error) {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("%s\n\n", Header)
+	w("package kernels\n\n")
+	w("// Launchers of the kernels in %s.cu.\n\n", module)
+	if len(kernels) > 0 {
+		w("import \"dlf/tensor/cuda/cu\"\n")
+	}
 	for _, k := range kernels {
 		w("\n// %s launches %s (%s:%d):\n//\n//\tvoid %s\n//\n", k.GoName, k.Name, k.File, k.Line, k.Signature())
 		if k.Doc != "" {
@@ -135,7 +175,11 @@ func Generate(kernels []Kernel, modules []string) ([]byte, error) {
 		}
 		w("\treturn k.launch(idx%s, stream, grid, block, shmem, %d)\n}\n", k.GoName, len(k.Params))
 	}
-	out, err := format.Source([]byte(b.String()))
+	return formatted(b.String())
+}
+
+func formatted(src string) ([]byte, error) {
+	out, err := format.Source([]byte(src))
 	if err != nil {
 		return nil, fmt.Errorf("generated code does not parse (generator bug): %w", err)
 	}
