@@ -107,18 +107,6 @@ func data[T float](t *tensor.Tensor) []T {
 	return buf.(*buffer[T]).data
 }
 
-// Upload copies src ([]float32 or []float64) into dst, converting as needed.
-func (b *Backend) Upload(dst *tensor.Tensor, src any) {
-	if b.dead() {
-		return
-	}
-	if is32(dst) {
-		upload(data[float32](dst), src)
-	} else {
-		upload(data[float64](dst), src)
-	}
-}
-
 func upload[T float](dst []T, src any) {
 	switch s := src.(type) {
 	case []float32:
@@ -127,18 +115,6 @@ func upload[T float](dst []T, src any) {
 		convert(dst, s)
 	default:
 		panic(fmt.Sprintf("cpu: Upload from %T, want []float32 or []float64", src))
-	}
-}
-
-// Download copies src into dst ([]float32 or []float64), converting as needed.
-func (b *Backend) Download(dst any, src *tensor.Tensor) {
-	if b.dead() {
-		return
-	}
-	if is32(src) {
-		download(dst, data[float32](src))
-	} else {
-		download(dst, data[float64](src))
 	}
 }
 

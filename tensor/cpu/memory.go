@@ -145,3 +145,27 @@ func pool[T float](b *Backend) *pools[T] {
 	}
 	return any(&b.f64).(*pools[T])
 }
+
+// Upload copies src ([]float32 or []float64) into dst, converting as needed.
+func (b *Backend) Upload(dst *tensor.Tensor, src any) {
+	if b.dead() {
+		return
+	}
+	if is32(dst) {
+		upload(data[float32](dst), src)
+	} else {
+		upload(data[float64](dst), src)
+	}
+}
+
+// Download copies src into dst ([]float32 or []float64), converting as needed.
+func (b *Backend) Download(dst any, src *tensor.Tensor) {
+	if b.dead() {
+		return
+	}
+	if is32(src) {
+		download(dst, data[float32](src))
+	} else {
+		download(dst, data[float64](src))
+	}
+}

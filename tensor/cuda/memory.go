@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"sync"
 
@@ -252,4 +253,64 @@ func (b *Backend) scratch(n int64) (*buffer, error) {
 		return &buffer{}, nil
 	}
 	return b.alloc.get(n)
+}
+
+// Upload copies src ([]float32, or []float64 converted on the host) into dst in stream order.
+func (b *Backend) Upload(dst *tensor.Tensor, src any) {
+	b.run("Upload", func() error {
+		p := dptr(dst)
+		switch s := src.(type) {
+		case []float32:
+			return cu.MemcpyHtoDAsync(p, s, b.stream)
+		case []float64:
+			tmp := make([]float32, len(s))
+			for i, v := range s {
+				tmp[i] = float32(v)
+			}
+			// From pageable memory the driver stages the data before returning, so tmp may go.
+			return cu.MemcpyHtoDAsync(p, tmp, b.stream)
+		}
+		panic(fmt.Sprintf("cuda: Upload of %T", src))
+	})
+}
+
+// Download copies src into dst ([]float32, or []float64 converted on the host) after all queued
+// work, and synchronises the stream so that kernel faults surface here. After a failure dst is
+// filled with NaN, so stale numbers are never mistaken for results.
+func (b *Backend) Download(dst any, src *tensor.Tensor) {
+	b.run("Download", func() error {
+		p := dptr(src)
+		switch d := dst.(type) {
+		case []float32:
+			if err := cu.MemcpyDtoHAsync(d, p, b.stream); err != nil {
+				return err
+			}
+			return cu.StreamSynchronize(b.stream)
+		case []float64:
+			tmp := make([]float32, len(d))
+			if err := cu.MemcpyDtoHAsync(tmp, p, b.stream); err != nil {
+				return err
+			}
+			if err := cu.StreamSynchronize(b.stream); err != nil {
+				return err
+			}
+			for i, v := range tmp {
+				d[i] = float64(v)
+			}
+			return nil
+		}
+		panic(fmt.Sprintf("cuda: Download into %T", dst))
+	})
+	if b.failed.Load() {
+		switch d := dst.(type) {
+		case []float32:
+			for i := range d {
+				d[i] = float32(math.NaN())
+			}
+		case []float64:
+			for i := range d {
+				d[i] = math.NaN()
+			}
+		}
+	}
 }
