@@ -37,6 +37,9 @@ type Tape struct {
 	nodes  []*node
 	noGrad bool
 	done   bool
+	// arena holds the Vars created while arenas (Mark calls without their ReleaseSince) are open.
+	arena  []*Var
+	arenas int
 	// restoredLeaves are leaves whose values a backward rebuilt; they are released at the end.
 	restoredLeaves []*Var
 	// gradReady, when set, is called once per leaf when Backward has finished its gradient (see
@@ -85,6 +88,7 @@ func (t *Tape) record(name string, inputs []*Var, outs []*tensor.Tensor, save fu
 	for i, o := range outs {
 		vars[i] = &Var{Value: o}
 	}
+	t.track(vars)
 	if !t.needGrad(inputs...) {
 		return vars
 	}

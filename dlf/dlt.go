@@ -21,18 +21,18 @@ type dlt struct {
 	offs     []int // first channel of each part
 	inverseD bool  // decomposition 1
 	coupling bool  // part 1 is the identity
-	// Part 1: h0, α, β and the condition projection (−1 when absent).
-	h0, a0, b0, c0 int
-	// Parts 2..K: hyper-networks and bounds.
+	// Part 1: h0, α₁, β₁ and the condition projection W_c (noParam when absent).
+	h0, a0, b0, c0 param
+	// Parts 2..K: hyper-networks g_k and bounds α_k, β_k.
 	nets         []*hyperNet
-	alpha, beta  []int
+	alpha, beta  []param
 	identityInit bool
 }
 
 // newDLT registers a DLT over c channels in u under "dlt.".
 func newDLT(u *unit, cfg *Config, c int) *dlt {
 	k := cfg.Parts
-	d := &dlt{inverseD: cfg.Decomposition == 1, coupling: cfg.AffineCoupling, h0: -1, a0: -1, b0: -1, c0: -1,
+	d := &dlt{inverseD: cfg.Decomposition == 1, coupling: cfg.AffineCoupling, h0: noParam, a0: noParam, b0: noParam, c0: noParam,
 		identityInit: cfg.Init == InitIdentity}
 	for i := 0; i < k; i++ {
 		d.offs = append(d.offs, i*c/k)
@@ -63,8 +63,8 @@ func newDLT(u *unit, cfg *Config, c int) *dlt {
 		}
 	}
 	d.nets = make([]*hyperNet, k)
-	d.alpha = make([]int, k)
-	d.beta = make([]int, k)
+	d.alpha = make([]param, k)
+	d.beta = make([]param, k)
 	for i := 1; i < k; i++ {
 		p := fmt.Sprintf("dlt.part%d.", i)
 		d.nets[i] = newHyperNet(u, p, d.parts[i-1], cfg.Width, 2*d.parts[i], classes, hyperInit{outBias: outBias})
@@ -80,62 +80,52 @@ var (
 )
 
 // firstParams returns the raw parameters h of part 1 and the affine mode they need: the learned
-// vector (broadcast per channel), or, with a condition, the vector plus the condition's projection at
+// vector h0 (broadcast per channel), or, with a condition, h0 plus the condition's projection at
 // every position.
-func (d *dlt) firstParams(e *env, pv []*autodiff.Var, x *autodiff.Var) (*autodiff.Var, tensor.AffineParams, bool) {
-	if d.c0 < 0 || e.cond == nil {
-		return pv[d.h0], tanhVector, false
+func (d *dlt) firstParams(e *env, pv vars, x *autodiff.Var) (*autodiff.Var, tensor.AffineParams) {
+	if d.c0 == noParam || e.cond == nil {
+		return pv.of(d.h0), tanhVector
 	}
 	_, h, w, _ := x.Value.Shape().NHWC()
-	ct := e.condTerm(pv[d.c0], h, w)
-	hv := e.t.Add(ct, pv[d.h0])
-	ct.Release()
-	return hv, tanhFull, true
+	return e.t.Add(e.condTerm(pv.of(d.c0), h, w), pv.of(d.h0)), tanhFull
 }
 
-// forward computes y and the per-example log-determinant Σ_k Σ ℓ_k (dlf-spec §1.4).
-func (d *dlt) forward(e *env, pv []*autodiff.Var, x *autodiff.Var) (y, ld *autodiff.Var) {
+// forward computes y and the per-example log-determinant Σ_k Σ ℓ_k (dlf-spec §1.4):
+//
+//	y_1 = (x_1 + μ'_1)·exp(α_1·tanh r_1 + β_1),  (μ'_1, r_1) = h0 (+ cond·W_c)
+//	y_k = (x_k + μ'_k)·exp(α_k·tanh r_k + β_k),  (μ'_k, r_k) = g_k(x_{k−1}), or g_k(y_{k−1}) inverse
+func (d *dlt) forward(e *env, pv vars, x *autodiff.Var) (y, ld *autodiff.Var) {
+	close := e.arena()
+	defer func() { close(y, ld) }()
 	t := e.t
-	k := len(d.parts)
 	xs := t.SplitChannels(x, d.parts...)
-	ys := make([]*autodiff.Var, k)
+	ys := make([]*autodiff.Var, len(d.parts))
 	if d.coupling {
 		ys[0] = xs[0]
 	} else {
-		h, mode, owned := d.firstParams(e, pv, xs[0])
-		ys[0], ld = t.Affine(mode, xs[0], h, pv[d.a0], pv[d.b0])
-		if owned {
-			h.Release()
-		}
+		h, mode := d.firstParams(e, pv, xs[0])
+		ys[0], ld = t.Affine(mode, xs[0], h, pv.of(d.a0), pv.of(d.b0))
 	}
-	for i := 1; i < k; i++ {
-		src := xs[i-1]
+	for k := 1; k < len(d.parts); k++ {
+		src := xs[k-1]
 		if d.inverseD {
-			src = ys[i-1]
+			src = ys[k-1]
 		}
-		h := d.nets[i].apply(e, pv, src)
 		var l *autodiff.Var
-		ys[i], l = t.Affine(tanhFull, xs[i], h, pv[d.alpha[i]], pv[d.beta[i]])
-		h.Release()
-		ld = addLD(t, ld, l)
+		ys[k], l = t.Affine(tanhFull, xs[k], d.nets[k].apply(e, pv, src), pv.of(d.alpha[k]), pv.of(d.beta[k]))
+		ld = sumLD(t, ld, l)
 	}
-	y = t.ConcatChannels(ys...)
-	release(xs...)
-	if !d.coupling {
-		release(ys...)
-	} else {
-		release(ys[1:]...)
-	}
-	return y, ld
+	return t.ConcatChannels(ys...), ld
 }
 
 // inverse computes x from y (sequential over parts for decomposition 0, parallel for 1) and the
 // log-determinant of the inverse map, −Σ ℓ.
-func (d *dlt) inverse(e *env, pv []*autodiff.Var, y *tensor.Tensor) (x, ld *tensor.Tensor) {
+func (d *dlt) inverse(e *env, pv vars, y *tensor.Tensor) (x, ld *tensor.Tensor) {
+	close := e.arena()
+	defer close()
 	k := len(d.parts)
 	be, dt := y.Backend(), y.DType()
-	n := y.Dim(0)
-	ld = tensor.Zeros(be, dt, n)
+	ld = tensor.Zeros(be, dt, y.Dim(0))
 	ys := make([]*tensor.Tensor, k)
 	xs := make([]*tensor.Tensor, k)
 	for i := range ys {
@@ -144,26 +134,18 @@ func (d *dlt) inverse(e *env, pv []*autodiff.Var, y *tensor.Tensor) (x, ld *tens
 	if d.coupling {
 		xs[0] = tensor.Clone(ys[0])
 	} else {
-		yv := constVar(ys[0])
-		h, mode, owned := d.firstParams(e, pv, yv)
+		h, mode := d.firstParams(e, pv, e.adopt(constVar(ys[0])))
 		xs[0] = tensor.New(be, dt, ys[0].Shape()...)
-		tensor.AffineInverse(mode, xs[0], ld, ys[0], h.Value, pv[d.a0].Value, pv[d.b0].Value)
-		if owned {
-			h.Release()
-		}
-		yv.Release()
+		tensor.AffineInverse(mode, xs[0], ld, ys[0], h.Value, pv.of(d.a0).Value, pv.of(d.b0).Value)
 	}
 	for i := 1; i < k; i++ {
 		src := xs[i-1]
 		if d.inverseD {
 			src = ys[i-1]
 		}
-		sv := constVar(src)
-		h := d.nets[i].apply(e, pv, sv)
-		sv.Release()
+		h := d.nets[i].apply(e, pv, e.adopt(constVar(src)))
 		xs[i] = tensor.New(be, dt, ys[i].Shape()...)
-		tensor.AffineInverse(tanhFull, xs[i], ld, ys[i], h.Value, pv[d.alpha[i]].Value, pv[d.beta[i]].Value)
-		h.Release()
+		tensor.AffineInverse(tanhFull, xs[i], ld, ys[i], h.Value, pv.of(d.alpha[i]).Value, pv.of(d.beta[i]).Value)
 	}
 	x = tensor.New(be, dt, y.Shape()...)
 	tensor.ConcatChannels(x, xs...)

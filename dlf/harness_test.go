@@ -132,7 +132,7 @@ func maxAbsDiff(a, b []float64) (diff, scale float64) {
 // layer is one flow layer under test, wrapped with its parameter list.
 type layer struct {
 	// fwd maps x with parameters pv (the unit's Vars or GradCheck's copies).
-	fwd func(e *env, pv []*autodiff.Var, x *autodiff.Var) (y, ld *autodiff.Var)
+	fwd func(e *env, pv vars, x *autodiff.Var) (y, ld *autodiff.Var)
 	// inv maps y back with the canonical parameters.
 	inv func(e *env, y *tensor.Tensor) (x, ld *tensor.Tensor)
 	u   *unit

@@ -22,14 +22,20 @@ const actNormScale = 3
 // (width) → actnorm → ReLU → conv1×1 (width) → actnorm → ReLU → zeros-conv3×3 with exp(3·t) output
 // scale, plus an optional projection of the condition (dlf-spec §1.6, §5).
 type hyperNet struct {
-	conv1, an1b, an1s, conv2, an2b, an2s, conv3, c3b, c3s int
-	// cond is the condition projection's index, or −1.
-	cond int
-	// flag1, flag2 are the indices of the actnorms' "initialised" buffers when they are
-	// data-initialised (Glow), or −1 (DLF).
-	flag1, flag2 int
-	out          int
+	conv1, conv2 param
+	an1, an2     actnormParams
+	conv3        zeroConvParams
+	// cond is the condition projection W_c, or noParam.
+	cond param
+	out  int
 }
+
+// actnormParams are an actnorm's bias b and log-scale logs, and its "initialised" flag when Glow's
+// data-dependent init sets it (noParam in DLF).
+type actnormParams struct{ b, logs, flag param }
+
+// zeroConvParams are Glow's conv2d_zeros weight, bias and log-scale.
+type zeroConvParams struct{ w, b, logs param }
 
 // hyperInit chooses the hyper-network initialisation.
 type hyperInit struct {
@@ -43,20 +49,22 @@ type hyperInit struct {
 // newHyperNet registers g under u with names prefix+"conv1.weight", … for cin input and out output
 // channels.
 func newHyperNet(u *unit, prefix string, cin, width, out, classes int, hi hyperInit) *hyperNet {
-	g := &hyperNet{cond: -1, flag1: -1, flag2: -1, out: out}
+	g := &hyperNet{cond: noParam, out: out}
 	r := u.reg
 	// Glow's conv2d: weights ~ N(0, 0.05²), then actnorm instead of a bias.
 	g.conv1 = u.param(prefix+"conv1.weight", true, []int{3, 3, cin + 1, width}, r.normal(0.05))
-	g.an1b, g.an1s = g.actnormParams(u, prefix+"actnorm1.", width, hi)
+	g.an1 = newActnormParams(u, prefix+"actnorm1.", width, hi)
 	g.conv2 = u.param(prefix+"conv2.weight", true, []int{1, 1, width, width}, r.normal(0.05))
-	g.an2b, g.an2s = g.actnormParams(u, prefix+"actnorm2.", width, hi)
+	g.an2 = newActnormParams(u, prefix+"actnorm2.", width, hi)
 	if hi.dataInit {
-		g.flag1 = u.param(prefix+"actnorm1.initialized", false, []int{1}, zeros)
-		g.flag2 = u.param(prefix+"actnorm2.initialized", false, []int{1}, zeros)
+		g.an1.flag = u.param(prefix+"actnorm1.initialized", false, []int{1}, zeros)
+		g.an2.flag = u.param(prefix+"actnorm2.initialized", false, []int{1}, zeros)
 	}
-	g.conv3 = u.param(prefix+"conv3.weight", true, []int{3, 3, width + 1, out}, zeros)
-	g.c3b = u.param(prefix+"conv3.bias", true, []int{out}, constant(hi.outBias))
-	g.c3s = u.param(prefix+"conv3.logs", true, []int{out}, zeros)
+	g.conv3 = zeroConvParams{
+		w:    u.param(prefix+"conv3.weight", true, []int{3, 3, width + 1, out}, zeros),
+		b:    u.param(prefix+"conv3.bias", true, []int{out}, constant(hi.outBias)),
+		logs: u.param(prefix+"conv3.logs", true, []int{out}, zeros),
+	}
 	if classes > 0 {
 		// The condition's projection starts at zero so that conditioning changes nothing at init.
 		g.cond = u.param(prefix+"cond.weight", true, []int{classes, out}, zeros)
@@ -64,66 +72,82 @@ func newHyperNet(u *unit, prefix string, cin, width, out, classes int, hi hyperI
 	return g
 }
 
-// actnormParams registers an actnorm's bias and logs. DLF's are not data-initialised: the bias has
-// TensorFlow's default Glorot-uniform init for its [1,1,1,width] variable (fan_in 1, fan_out width)
-// and logs starts at −1, a factor exp(−3) (dlf-spec §1.6, §2.8). Glow's are overwritten by the data
-// init, so they start at zero.
-func (g *hyperNet) actnormParams(u *unit, prefix string, width int, hi hyperInit) (b, s int) {
+// newActnormParams registers an actnorm's bias and logs. DLF's are not data-initialised: the bias
+// has TensorFlow's default Glorot-uniform init for its [1,1,1,width] variable (fan_in 1, fan_out
+// width) and logs starts at −1, a factor exp(−3) (dlf-spec §1.6, §2.8). Glow's are overwritten by
+// the data init, so they start at zero.
+func newActnormParams(u *unit, prefix string, width int, hi hyperInit) actnormParams {
+	a := actnormParams{flag: noParam}
 	if hi.dataInit {
-		b = u.param(prefix+"bias", true, []int{width}, zeros)
-		s = u.param(prefix+"logs", true, []int{width}, zeros)
-		return b, s
+		a.b = u.param(prefix+"bias", true, []int{width}, zeros)
+		a.logs = u.param(prefix+"logs", true, []int{width}, zeros)
+		return a
 	}
-	b = u.param(prefix+"bias", true, []int{width}, u.reg.glorot(1, width))
-	s = u.param(prefix+"logs", true, []int{width}, constant(-1))
-	return b, s
+	a.b = u.param(prefix+"bias", true, []int{width}, u.reg.glorot(1, width))
+	a.logs = u.param(prefix+"logs", true, []int{width}, constant(-1))
+	return a
 }
 
-// apply runs g on x [N,H,W,cin] and returns its output [N,H,W,out].
-func (g *hyperNet) apply(e *env, pv []*autodiff.Var, x *autodiff.Var) *autodiff.Var {
+// apply runs g on x [N,H,W,cin] and returns its output [N,H,W,out]:
+//
+//	g(x) = zeroconv(ReLU(actnorm(conv1×1(ReLU(actnorm(conv3×3(x))))))) (+ cond·W_c)
+func (g *hyperNet) apply(e *env, pv vars, x *autodiff.Var) (out *autodiff.Var) {
+	close := e.arena()
+	defer func() { close(out) }()
 	t := e.t
-	h1 := t.Conv2D(x, pv[g.conv1], nil, conv3x3)
-	a1 := actnorm(e, pv, h1, g.an1b, g.an1s, g.flag1)
-	h1.Release()
-	r1 := t.Relu(a1)
-	a1.Release()
-	h2 := t.Conv2D(r1, pv[g.conv2], nil, conv1x1)
-	r1.Release()
-	a2 := actnorm(e, pv, h2, g.an2b, g.an2s, g.flag2)
-	h2.Release()
-	r2 := t.Relu(a2)
-	a2.Release()
-	out := zeroConv(t, pv, r2, g.conv3, g.c3b, g.c3s)
-	r2.Release()
-	if g.cond >= 0 && e.cond != nil {
+	out = chain(x,
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv1), nil, conv3x3) },
+		func(v *autodiff.Var) *autodiff.Var { return actnorm(e, pv, v, g.an1) },
+		t.Relu,
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv2), nil, conv1x1) },
+		func(v *autodiff.Var) *autodiff.Var { return actnorm(e, pv, v, g.an2) },
+		t.Relu,
+		func(v *autodiff.Var) *autodiff.Var { return zeroConv(t, pv, v, g.conv3) },
+	)
+	if g.cond != noParam && e.cond != nil {
 		_, hh, ww, _ := x.Value.Shape().NHWC()
-		ct := e.condTerm(pv[g.cond], hh, ww)
-		o2 := t.Add(out, ct)
-		out.Release()
-		ct.Release()
-		out = o2
+		out = t.Add(out, e.condTerm(pv.of(g.cond), hh, ww))
 	}
 	return out
 }
 
+// chain applies the stages to x in order and releases each intermediate as soon as the next stage
+// has consumed it (never x): a pipeline of ops whose intermediates nothing else reads keeps at most
+// two of them alive, which matters for evaluation and sampling, where the tape saves nothing.
+func chain(x *autodiff.Var, stages ...func(*autodiff.Var) *autodiff.Var) *autodiff.Var {
+	v := x
+	for _, f := range stages {
+		next := f(v)
+		if v != x {
+			v.Release()
+		}
+		v = next
+	}
+	return v
+}
+
 // zeroConv is Glow's conv2d_zeros: a 3×3 edge-bias convolution without bias, then (· + b)·exp(3·logs)
 // per channel — the actnorm op without its log-determinant (dlf-spec §1.6 step 3, §2.5).
-func zeroConv(t *autodiff.Tape, pv []*autodiff.Var, x *autodiff.Var, w, b, s int) *autodiff.Var {
-	c := t.Conv2D(x, pv[w], nil, conv3x3)
-	y, ld := t.ActNorm(c, pv[b], pv[s], actNormScale)
-	c.Release()
-	ld.Release()
-	return y
+func zeroConv(t *autodiff.Tape, pv vars, x *autodiff.Var, p zeroConvParams) (y *autodiff.Var) {
+	close := arena(t)
+	defer func() { close(y) }()
+	return chain(x,
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(p.w), nil, conv3x3) },
+		func(v *autodiff.Var) *autodiff.Var {
+			y, _ := t.ActNorm(v, pv.of(p.b), pv.of(p.logs), actNormScale)
+			return y
+		},
+	)
 }
 
 // actnorm applies (x + b)·exp(3·logs) and drops the log-determinant (hyper-networks are not part of
-// the flow's Jacobian). With a data-init flag, the first data-init pass sets b and logs from x.
-func actnorm(e *env, pv []*autodiff.Var, x *autodiff.Var, b, s, flag int) *autodiff.Var {
-	if flag >= 0 && e.dataInit {
-		dataInitActNorm(pv[flag], pv[b], pv[s], x.Value)
+// the flow's Jacobian). With a data-init flag, the first data-init pass sets b and logs from x. The
+// log-determinant it drops is released with the caller's arena.
+func actnorm(e *env, pv vars, x *autodiff.Var, p actnormParams) *autodiff.Var {
+	if p.flag != noParam && e.dataInit {
+		dataInitActNorm(pv.of(p.flag), pv.of(p.b), pv.of(p.logs), x.Value)
 	}
-	y, ld := e.t.ActNorm(x, pv[b], pv[s], actNormScale)
-	ld.Release()
+	y, _ := e.t.ActNorm(x, pv.of(p.b), pv.of(p.logs), actNormScale)
 	return y
 }
 

@@ -19,9 +19,9 @@ import (
 type invConv struct {
 	c  int
 	lu bool
-	// Indices into the unit: weight (full form), or lower, upper, logS and the buffers perm, sign
-	// (LU form); bias is −1 without --invconv_bias.
-	weight, lower, upper, logS, perm, sign, bias int
+	// Handles: weight (full form), or lower, upper, logS and the buffers perm, sign (LU form); bias
+	// is noParam without --invconv_bias.
+	weight, lower, upper, logS, perm, sign, bias param
 	// Constant masks of the LU form: strictly lower ones, strictly upper ones, identity.
 	lmask, umask, eye *autodiff.Var
 }
@@ -29,7 +29,7 @@ type invConv struct {
 // newInvConv registers the layer's tensors in u: a random orthogonal W (the Q of a QR factorisation
 // of a Gaussian matrix, as Glow initialises it), or its LU factors.
 func newInvConv(u *unit, c int, lu, bias bool) *invConv {
-	l := &invConv{c: c, lu: lu, weight: -1, lower: -1, upper: -1, logS: -1, perm: -1, sign: -1, bias: -1}
+	l := &invConv{c: c, lu: lu, weight: noParam, lower: noParam, upper: noParam, logS: noParam, perm: noParam, sign: noParam, bias: noParam}
 	r := u.reg
 	orth := func(int) []float64 { return tensor.RandomOrthogonal(r.rng, c) }
 	if !lu {
@@ -87,53 +87,41 @@ func newInvConv(u *unit, c int, lu, bias bool) *invConv {
 	return l
 }
 
-// matrix returns W as a Var on t: the parameter itself (full form) or P·(L⊙M_l + I)·(U⊙M_u +
-// diag(sign·exp(log s))) built from Tape ops (LU form), so gradients reach L, U and log s.
-func (l *invConv) matrix(t *autodiff.Tape, pv []*autodiff.Var) (w *autodiff.Var, owned bool) {
+// matrix returns W as a Var on t: the parameter itself (full form) or
+//
+//	W = P·(L⊙M_l + I)·(U⊙M_u + diag(sign·exp(log s)))
+//
+// built from Tape ops (LU form), so gradients reach L, U and log s.
+func (l *invConv) matrix(t *autodiff.Tape, pv vars) (w *autodiff.Var) {
 	if !l.lu {
-		return pv[l.weight], false
+		return pv.of(l.weight)
 	}
-	lm := t.Mul(pv[l.lower], l.lmask)
-	lo := t.Add(lm, l.eye)
-	lm.Release()
-	es := t.Exp(pv[l.logS])
-	s := t.Mul(es, pv[l.sign])
-	es.Release()
-	d := t.Mul(l.eye, s) // column j of I times s[j]: diag(s)
-	s.Release()
-	um := t.Mul(pv[l.upper], l.umask)
-	up := t.Add(um, d)
-	um.Release()
-	d.Release()
-	lu := t.MatMul(lo, up, false, false)
-	lo.Release()
-	up.Release()
-	w = t.MatMul(pv[l.perm], lu, false, false)
-	lu.Release()
-	return w, true
+	close := arena(t)
+	defer func() { close(w) }()
+	lower := t.Add(t.Mul(pv.of(l.lower), l.lmask), l.eye)
+	diag := t.Mul(l.eye, t.Mul(t.Exp(pv.of(l.logS)), pv.of(l.sign))) // column j of I times s_j
+	upper := t.Add(t.Mul(pv.of(l.upper), l.umask), diag)
+	return t.MatMul(pv.of(l.perm), t.MatMul(lower, upper, false, false), false, false)
 }
 
 // hostMatrix returns W in float64 on the host (row-major C×C).
-func (l *invConv) hostMatrix(pv []*autodiff.Var) []float64 {
-	w, owned := l.matrix(autodiff.NoGrad(), pv)
-	out := w.Value.Float64s()
-	if owned {
-		w.Release()
-	}
-	return out
+func (l *invConv) hostMatrix(pv vars) []float64 {
+	t := autodiff.NoGrad()
+	close := arena(t)
+	defer close()
+	return l.matrix(t, pv).Value.Float64s()
 }
 
 // logdet returns the per-example log-determinant H·W·log|det W| as an [n] Var.
-func (l *invConv) logdet(t *autodiff.Tape, pv []*autodiff.Var, w *autodiff.Var, n, hw int) *autodiff.Var {
+func (l *invConv) logdet(t *autodiff.Tape, pv vars, w *autodiff.Var, n, hw int) (ld *autodiff.Var) {
 	if l.lu {
-		s := t.Sum(pv[l.logS], tensor.AxisAll)
-		ss := t.Scale(s, float64(hw))
-		s.Release()
+		// H·W·Σ log s, broadcast to the n examples.
+		close := arena(t)
+		defer func() { close(ld) }()
+		ss := t.Scale(t.Sum(pv.of(l.logS), tensor.AxisAll), float64(hw))
 		z := autodiff.NewVar(tensor.Zeros(ss.Value.Backend(), ss.Value.DType(), n))
-		ld := t.Add(z, ss)
-		z.Release()
-		ss.Release()
-		return ld
+		t.Adopt(z)
+		return t.Add(z, ss)
 	}
 	wh := w.Value.Float64s()
 	sign, lad := tensor.Slogdet(wh, l.c)
@@ -172,29 +160,21 @@ func (l *invConv) logdet(t *autodiff.Tape, pv []*autodiff.Var, w *autodiff.Var, 
 }
 
 // forward computes y = x·W (+ bias) and the per-example log-determinant.
-func (l *invConv) forward(t *autodiff.Tape, pv []*autodiff.Var, x *autodiff.Var) (y, ld *autodiff.Var) {
+func (l *invConv) forward(t *autodiff.Tape, pv vars, x *autodiff.Var) (y, ld *autodiff.Var) {
+	close := arena(t)
+	defer func() { close(y, ld) }()
 	n, h, wd, c := x.Value.Shape().NHWC()
-	w, owned := l.matrix(t, pv)
-	x2 := t.Reshape(x, n*h*wd, c)
-	y2 := t.MatMul(x2, w, false, false)
-	x2.Release()
-	y = t.Reshape(y2, n, h, wd, c)
-	y2.Release()
-	if l.bias >= 0 {
-		yb := t.Add(y, pv[l.bias])
-		y.Release()
-		y = yb
+	w := l.matrix(t, pv)
+	y = t.Reshape(t.MatMul(t.Reshape(x, n*h*wd, c), w, false, false), n, h, wd, c)
+	if l.bias != noParam {
+		y = t.Add(y, pv.of(l.bias))
 	}
-	ld = l.logdet(t, pv, w, n, h*wd)
-	if owned {
-		w.Release()
-	}
-	return y, ld
+	return y, l.logdet(t, pv, w, n, h*wd)
 }
 
 // inverse computes x = (y − bias)·W⁻¹ with W⁻¹ from a float64 host inverse, and the log-determinant
 // of the inverse map, −H·W·log|det W|.
-func (l *invConv) inverse(pv []*autodiff.Var, y *tensor.Tensor) (x, ld *tensor.Tensor, err error) {
+func (l *invConv) inverse(pv vars, y *tensor.Tensor) (x, ld *tensor.Tensor, err error) {
 	n, h, wd, c := y.Shape().NHWC()
 	wh := l.hostMatrix(pv)
 	inv, err := tensor.Inverse(wh, c)
@@ -206,9 +186,9 @@ func (l *invConv) inverse(pv []*autodiff.Var, y *tensor.Tensor) (x, ld *tensor.T
 	wi := tensor.New(be, dt, c, c)
 	wi.Upload(inv)
 	src := y
-	if l.bias >= 0 {
+	if l.bias != noParam {
 		src = tensor.New(be, dt, y.Shape()...)
-		tensor.SubT(src, y, pv[l.bias].Value)
+		tensor.SubT(src, y, pv.of(l.bias).Value)
 	}
 	s2 := src.Reshape(n*h*wd, c)
 	x = tensor.New(be, dt, n, h, wd, c)
@@ -224,15 +204,8 @@ func (l *invConv) inverse(pv []*autodiff.Var, y *tensor.Tensor) (x, ld *tensor.T
 }
 
 // sumSquares returns Σ ½W² for the L2 term of the objective (dlf-spec §2.7).
-func (l *invConv) sumSquares(t *autodiff.Tape, pv []*autodiff.Var) *autodiff.Var {
-	w, owned := l.matrix(t, pv)
-	sq := t.Square(w)
-	if owned {
-		w.Release()
-	}
-	s := t.Sum(sq, tensor.AxisAll)
-	sq.Release()
-	h := t.Scale(s, 0.5)
-	s.Release()
-	return h
+func (l *invConv) sumSquares(t *autodiff.Tape, pv vars) (h *autodiff.Var) {
+	close := arena(t)
+	defer func() { close(h) }()
+	return t.Scale(t.Sum(t.Square(l.matrix(t, pv)), tensor.AxisAll), 0.5)
 }

@@ -46,7 +46,7 @@ func TestInvConv(t *testing.T) {
 			ic := newInvConv(u, 4, tc.lu, tc.bias)
 			perturb(testRand(t, 2), reg.list, 0.1)
 			l := layer{
-				fwd: func(e *env, pv []*autodiff.Var, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
+				fwd: func(e *env, pv vars, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
 					return ic.forward(e.t, pv, x)
 				},
 				inv: func(e *env, y *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
@@ -112,7 +112,7 @@ func TestDLT(t *testing.T) {
 			if tc.cond {
 				// The Jacobian check feeds one example; give it the first example's condition.
 				full := e.cond
-				l.fwd = func(e2 *env, pv []*autodiff.Var, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
+				l.fwd = func(e2 *env, pv vars, x *autodiff.Var) (*autodiff.Var, *autodiff.Var) {
 					sub := *e2
 					if x.Value.Dim(0) != full.Value.Dim(0) {
 						sub.cond = constVar(firstRow(full.Value))

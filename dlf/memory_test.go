@@ -100,3 +100,58 @@ func TestRecomputeMemory(t *testing.T) {
 		t.Errorf("recompute at depth 16 uses %d bytes, more than a quarter of storing's %d", rec16, store16)
 	}
 }
+
+// TestPassMemory logs the peak live bytes of one training step, an Encode and a Sample of 8 images
+// (DLF and Glow, with and without recompute; docs/perf.md compares them across changes), and checks
+// that none of them leaks: the live bytes after all three are no more than before (buffers that the
+// garbage collector finalises may make them fewer).
+func TestPassMemory(t *testing.T) {
+	for _, preset := range []string{"mnist", "glow-mnist"} {
+		for _, rec := range []bool{false, true} {
+			cfg, _ := Preset(preset)
+			cfg.Width, cfg.Depth, cfg.Recompute = 32, 4, rec
+			cb := &countingBackend{Backend: cpu.New()}
+			m, err := New(cfg, cb, tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := randTensor(cb, tensor.Float32, testRand(t, 31), 0.3, 8, cfg.ImageH, cfg.ImageW, cfg.ImageC)
+			if err := m.DataInit(x, nil); err != nil {
+				t.Fatal(err)
+			}
+			train := func() {
+				tp := autodiff.NewTape()
+				res, err := m.Forward(tp, x, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tp.Backward(res.Loss); err != nil {
+					t.Fatal(err)
+				}
+				res.Release()
+			}
+			train() // allocates the gradients, which stay resident
+			live := cb.resetPeak()
+			train()
+			trainPeak := cb.peak - live
+			cb.resetPeak()
+			enc, err := m.Encode(x, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			encPeak := cb.peak - live
+			enc.Release()
+			cb.resetPeak()
+			y, _, err := m.Sample(8, 0.7, "", nil, 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			samplePeak := cb.peak - live
+			y.Release()
+			t.Logf("%s recompute=%v: peak bytes above resident: train step %d, encode %d, sample %d", preset, rec, trainPeak, encPeak, samplePeak)
+			if cb.live > live {
+				t.Errorf("%s recompute=%v: %d bytes live after the passes, %d before: a pass leaks", preset, rec, cb.live, live)
+			}
+		}
+	}
+}

@@ -147,6 +147,20 @@ type collector struct {
 	z, eps []*tensor.Tensor
 }
 
+// addLD returns a + b for per-example sums, where a may be nil (nothing yet), and releases a and b.
+// The level loop of run releases as it goes instead of in an arena: with recompute, a step's output
+// is the only reference to that activation, so holding the outputs until the pass ends would store
+// every activation that recomputing exists to drop.
+func addLD(t *autodiff.Tape, a, b *autodiff.Var) *autodiff.Var {
+	if a == nil {
+		return b
+	}
+	s := t.Add(a, b)
+	a.Release()
+	b.Release()
+	return s
+}
+
 // run is the data → latent pass shared by training, evaluation and encoding. It returns the
 // per-example sums of the flow's log-determinants and of the priors' log-densities. keep receives
 // Vars that must stay alive until the backward pass (outputs of recomputing steps whose consumer

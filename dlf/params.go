@@ -74,20 +74,39 @@ func (r *registry) add(name string, trainable bool, shape []int, init initFn) *a
 func (r *registry) dry() bool { return r.be == nil }
 
 // unit is the parameter list of one layer group that is differentiated as a whole (a flow step, a
-// prior). Layers refer to their tensors by index into the list, so that the same layer code runs on
-// the canonical Vars or on the fresh copies a recomputing backward hands it.
+// prior). Layers refer to their tensors by handle (a position in the list), so that the same layer
+// code runs on the canonical Vars or on the fresh copies a recomputing backward hands it.
 type unit struct {
 	reg    *registry
 	prefix string
-	vars   []*autodiff.Var
+	vars   vars
 }
 
 func (r *registry) unit(prefix string) *unit { return &unit{reg: r, prefix: prefix} }
 
-// param registers prefix+name and returns its index in the unit.
-func (u *unit) param(name string, trainable bool, shape []int, init initFn) int {
+// param is the handle of one of a unit's tensors; a layer's forward resolves it against the Vars
+// it is given with vars.of.
+type param int
+
+// noParam is the handle of an optional tensor the configuration does without.
+const noParam param = -1
+
+// vars is a unit's tensors as one forward pass sees them: the unit's own Vars, or the copies a
+// recomputing backward passes in.
+type vars []*autodiff.Var
+
+// of returns the Var of handle p, or nil for noParam.
+func (v vars) of(p param) *autodiff.Var {
+	if p == noParam {
+		return nil
+	}
+	return v[p]
+}
+
+// param registers prefix+name and returns its handle.
+func (u *unit) param(name string, trainable bool, shape []int, init initFn) param {
 	u.vars = append(u.vars, u.reg.add(u.prefix+name, trainable, shape, init))
-	return len(u.vars) - 1
+	return param(len(u.vars) - 1)
 }
 
 // Initialisers. They draw from the registry's RNG in creation order, so a seed fixes the model.

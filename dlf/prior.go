@@ -12,76 +12,84 @@ import (
 // channel halves and log σ = α·tanh(r) + β (α = 1, β = 0 at init, zeros-conv bias 1); Glow
 // interleaves them and uses log σ = r (bias 0).
 type splitPrior struct {
-	u                          *unit
-	glow                       bool
-	conv, bias, logs, alpha, b int
+	u    *unit
+	glow bool
+	conv zeroConvParams
+	// alpha and beta bound log σ (DLF; noParam in Glow).
+	alpha, beta param
 }
 
 func newSplitPrior(r *registry, cfg *Config, level, c int) *splitPrior {
-	p := &splitPrior{u: r.unit(fmt.Sprintf("level%d.split.", level)), glow: cfg.Flow == FlowGlow, alpha: -1, b: -1}
+	p := &splitPrior{u: r.unit(fmt.Sprintf("level%d.split.", level)), glow: cfg.Flow == FlowGlow, alpha: noParam, beta: noParam}
 	half := c / 2
 	outBias := 1.0
 	if p.glow || cfg.Init == InitIdentity {
 		outBias = 0
 	}
-	p.conv = p.u.param("conv.weight", true, []int{3, 3, half + 1, c}, zeros)
-	p.bias = p.u.param("conv.bias", true, []int{c}, constant(outBias))
-	p.logs = p.u.param("conv.logs", true, []int{c}, zeros)
+	p.conv = newZeroConv(p.u, half, c, outBias)
 	if !p.glow {
 		p.alpha = p.u.param("alpha", true, []int{1}, constant(1))
-		p.b = p.u.param("beta", true, []int{1}, zeros)
+		p.beta = p.u.param("beta", true, []int{1}, zeros)
 	}
 	return p
+}
+
+// newZeroConv registers a zeros-conv from cin to out channels under "conv.".
+func newZeroConv(u *unit, cin, out int, outBias float64) zeroConvParams {
+	return zeroConvParams{
+		w:    u.param("conv.weight", true, []int{3, 3, cin + 1, out}, zeros),
+		b:    u.param("conv.bias", true, []int{out}, constant(outBias)),
+		logs: u.param("conv.logs", true, []int{out}, zeros),
+	}
 }
 
 func (p *splitPrior) gauss() tensor.GaussianParams {
 	return tensor.GaussianParams{Interleaved: p.glow, Bounded: !p.glow}
 }
 
-func (p *splitPrior) bounds() (a, b *autodiff.Var) {
-	if p.glow {
-		return nil, nil
-	}
-	return p.u.vars[p.alpha], p.u.vars[p.b]
-}
+// bounds returns α and β of log σ = α·tanh(r) + β (nil in Glow).
+func (p *splitPrior) bounds() (a, b *autodiff.Var) { return p.u.vars.of(p.alpha), p.u.vars.of(p.beta) }
 
 // params returns the prior's raw parameters [N,H,W,2·C/2] for z1.
 func (p *splitPrior) params(t *autodiff.Tape, z1 *autodiff.Var) *autodiff.Var {
-	return zeroConv(t, p.u.vars, z1, p.conv, p.bias, p.logs)
+	return zeroConv(t, p.u.vars, z1, p.conv)
 }
 
 // logProb returns Σ log N(z2; μ(z1), σ(z1)) per example.
-func (p *splitPrior) logProb(t *autodiff.Tape, z1, z2 *autodiff.Var) *autodiff.Var {
-	h := p.params(t, z1)
+func (p *splitPrior) logProb(t *autodiff.Tape, z1, z2 *autodiff.Var) (lp *autodiff.Var) {
+	close := arena(t)
+	defer func() { close(lp) }()
 	a, b := p.bounds()
-	lp := t.GaussianLogProb(p.gauss(), z2, h, a, b)
-	h.Release()
-	return lp
+	return t.GaussianLogProb(p.gauss(), z2, p.params(t, z1), a, b)
 }
 
 // eps returns ε = (z2 − μ(z1))·exp(−log σ(z1)), the normalised latent that decodes back to z2.
 func (p *splitPrior) eps(z1, z2 *tensor.Tensor) *tensor.Tensor {
+	t := autodiff.NoGrad()
+	close := arena(t)
+	defer close()
 	v := constVar(z1)
-	h := p.params(autodiff.NoGrad(), v)
-	v.Release()
+	t.Adopt(v)
+	h := p.params(t, v)
 	a, b := p.bounds()
 	lp := tensor.Zeros(z2.Backend(), z2.DType(), z2.Dim(0))
 	e := tensor.New(z2.Backend(), z2.DType(), z2.Shape()...)
 	tensor.GaussianLogProb(p.gauss(), lp, e, z2, h.Value, value(a), value(b))
 	lp.Release()
-	h.Release()
 	return e
 }
 
 // sample returns z2 = μ(z1) + σ(z1)·ε.
 func (p *splitPrior) sample(z1, eps *tensor.Tensor) *tensor.Tensor {
+	t := autodiff.NoGrad()
+	close := arena(t)
+	defer close()
 	v := constVar(z1)
-	h := p.params(autodiff.NoGrad(), v)
-	v.Release()
+	t.Adopt(v)
+	h := p.params(t, v)
 	a, b := p.bounds()
 	z := tensor.New(eps.Backend(), eps.DType(), eps.Shape()...)
 	tensor.GaussianSample(p.gauss(), z, eps, h.Value, value(a), value(b))
-	h.Release()
 	return z
 }
 
@@ -90,25 +98,25 @@ func (p *splitPrior) sample(z1, eps *tensor.Tensor) *tensor.Tensor {
 // borders; μ and r are channel halves. DLF bounds log σ = α·tanh(r) + β; Glow uses r. With
 // conditioning, a zero-initialised linear map of the one-hot label is added (Glow's ycond).
 type topPrior struct {
-	u                                *unit
-	glow                             bool
-	h, w, c                          int
-	conv, bias, logs, alpha, b, cond int
+	u       *unit
+	glow    bool
+	h, w, c int
+	conv    zeroConvParams
+	// alpha and beta bound log σ (noParam in Glow); cond is the label projection (or noParam).
+	alpha, beta, cond param
 }
 
 func newTopPrior(r *registry, cfg *Config) *topPrior {
 	h, w, c := cfg.ChannelsAt(cfg.Levels - 1)
-	p := &topPrior{u: r.unit("top."), glow: cfg.Flow == FlowGlow, h: h, w: w, c: c, alpha: -1, b: -1, cond: -1}
+	p := &topPrior{u: r.unit("top."), glow: cfg.Flow == FlowGlow, h: h, w: w, c: c, alpha: noParam, beta: noParam, cond: noParam}
 	outBias := 1.0
 	if p.glow || cfg.Init == InitIdentity {
 		outBias = 0
 	}
-	p.conv = p.u.param("conv.weight", true, []int{3, 3, 2*c + 1, 2 * c}, zeros)
-	p.bias = p.u.param("conv.bias", true, []int{2 * c}, constant(outBias))
-	p.logs = p.u.param("conv.logs", true, []int{2 * c}, zeros)
+	p.conv = newZeroConv(p.u, 2*c, 2*c, outBias)
 	if !p.glow {
 		p.alpha = p.u.param("alpha", true, []int{1}, constant(1))
-		p.b = p.u.param("beta", true, []int{1}, zeros)
+		p.beta = p.u.param("beta", true, []int{1}, zeros)
 	}
 	if cfg.Conditioning {
 		p.cond = p.u.param("cond.weight", true, []int{cfg.NumClasses, 2 * c}, zeros)
@@ -118,68 +126,59 @@ func newTopPrior(r *registry, cfg *Config) *topPrior {
 
 // params returns the prior's raw parameters: [1,h,w,2c] shared by the batch, or [N,h,w,2c] with a
 // condition.
-func (p *topPrior) params(e *env) (*autodiff.Var, tensor.GaussianParams) {
-	t := e.t
-	pv := p.u.vars
-	be, dt := pv[p.bias].Value.Backend(), pv[p.bias].Value.DType()
-	z := autodiff.NewVar(tensor.Zeros(be, dt, 1, p.h, p.w, 2*p.c))
-	h := zeroConv(t, pv, z, p.conv, p.bias, p.logs)
-	z.Release()
-	g := tensor.GaussianParams{Bounded: !p.glow, BatchBroadcast: true}
-	if p.cond >= 0 && e.cond != nil {
-		// Broadcast h [1,h,w,2c] over the batch as ones[N,1]·h[1, h·w·2c] (the tensor library's
-		// broadcasts are per channel, per example or scalar), then add the label's projection.
-		n := e.cond.Value.Dim(0)
-		m := p.h * p.w * 2 * p.c
-		ones := autodiff.NewVar(tensor.Full(be, dt, 1, n, 1))
-		hr := t.Reshape(h, 1, m)
-		hb := t.MatMul(ones, hr, false, false)
-		release(ones, hr, h)
-		hb4 := t.Reshape(hb, n, p.h, p.w, 2*p.c)
-		hb.Release()
-		ct := e.condTerm(pv[p.cond], p.h, p.w)
-		h = t.Add(hb4, ct)
-		release(ct, hb4)
-		g.BatchBroadcast = false
+func (p *topPrior) params(e *env) (h *autodiff.Var, g tensor.GaussianParams) {
+	close := e.arena()
+	defer func() { close(h) }()
+	t, pv := e.t, p.u.vars
+	be, dt := pv.of(p.conv.b).Value.Backend(), pv.of(p.conv.b).Value.DType()
+	zero := e.adopt(autodiff.NewVar(tensor.Zeros(be, dt, 1, p.h, p.w, 2*p.c)))
+	h = zeroConv(t, pv, zero, p.conv)
+	g = tensor.GaussianParams{Bounded: !p.glow, BatchBroadcast: true}
+	if p.cond == noParam || e.cond == nil {
+		return h, g
 	}
-	return h, g
+	// Broadcast h [1,h,w,2c] over the batch as ones[N,1]·h[1, h·w·2c] (the tensor library's
+	// broadcasts are per channel, per example or scalar), then add the label's projection.
+	n, m := e.cond.Value.Dim(0), p.h*p.w*2*p.c
+	ones := e.adopt(autodiff.NewVar(tensor.Full(be, dt, 1, n, 1)))
+	hb := t.Reshape(t.MatMul(ones, t.Reshape(h, 1, m), false, false), n, p.h, p.w, 2*p.c)
+	g.BatchBroadcast = false
+	return t.Add(hb, e.condTerm(pv.of(p.cond), p.h, p.w)), g
 }
 
-func (p *topPrior) bounds() (a, b *autodiff.Var) {
-	if p.glow {
-		return nil, nil
-	}
-	return p.u.vars[p.alpha], p.u.vars[p.b]
-}
+// bounds returns α and β of log σ = α·tanh(r) + β (nil in Glow).
+func (p *topPrior) bounds() (a, b *autodiff.Var) { return p.u.vars.of(p.alpha), p.u.vars.of(p.beta) }
 
 // logProb returns Σ log N(z; μ, σ) per example.
-func (p *topPrior) logProb(e *env, z *autodiff.Var) *autodiff.Var {
+func (p *topPrior) logProb(e *env, z *autodiff.Var) (lp *autodiff.Var) {
+	close := e.arena()
+	defer func() { close(lp) }()
 	h, g := p.params(e)
 	a, b := p.bounds()
-	lp := e.t.GaussianLogProb(g, z, h, a, b)
-	h.Release()
-	return lp
+	return e.t.GaussianLogProb(g, z, h, a, b)
 }
 
 // eps returns ε = (z − μ)·exp(−log σ).
 func (p *topPrior) eps(e *env, z *tensor.Tensor) *tensor.Tensor {
+	close := e.arena()
+	defer close()
 	h, g := p.params(e)
 	a, b := p.bounds()
 	lp := tensor.Zeros(z.Backend(), z.DType(), z.Dim(0))
 	out := tensor.New(z.Backend(), z.DType(), z.Shape()...)
 	tensor.GaussianLogProb(g, lp, out, z, h.Value, value(a), value(b))
 	lp.Release()
-	h.Release()
 	return out
 }
 
 // sample returns z = μ + σ·ε.
 func (p *topPrior) sample(e *env, eps *tensor.Tensor) *tensor.Tensor {
+	close := e.arena()
+	defer close()
 	h, g := p.params(e)
 	a, b := p.bounds()
 	z := tensor.New(eps.Backend(), eps.DType(), eps.Shape()...)
 	tensor.GaussianSample(g, z, eps, h.Value, value(a), value(b))
-	h.Release()
 	return z
 }
 

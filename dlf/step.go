@@ -36,25 +36,31 @@ func newStep(r *registry, cfg *Config, level, index, c int) *step {
 }
 
 // forward maps x to y with the parameters pv (the unit's Vars or copies of them) and returns the
-// step's per-example log-determinant.
-func (s *step) forward(e *env, pv []*autodiff.Var, x *autodiff.Var) (y, ld *autodiff.Var) {
-	t := e.t
-	cur := x
-	if s.an != nil {
-		cur, ld = s.an.forward(e, pv, x)
-	}
-	z, l := s.inv.forward(t, pv, cur)
-	if cur != x {
-		cur.Release()
-	}
-	ld = addLD(t, ld, l)
+// step's per-example log-determinant: the sum of its layers' (actnorm, 1x1 conv, DLT or coupling).
+func (s *step) forward(e *env, pv vars, x *autodiff.Var) (y, ld *autodiff.Var) {
+	close := e.arena()
+	defer func() { close(y, ld) }()
+	z, ld := s.mix(e, pv, x)
+	var l *autodiff.Var
 	if s.dlt != nil {
 		y, l = s.dlt.forward(e, pv, z)
 	} else {
 		y, l = s.cpl.forward(e, pv, z)
 	}
-	z.Release()
-	return y, addLD(t, ld, l)
+	return y, sumLD(e.t, ld, l)
+}
+
+// mix is the step's channel mixing: Glow's actnorm, then the invertible 1x1 conv (the actnorm's
+// output is freed before the coupling runs).
+func (s *step) mix(e *env, pv vars, x *autodiff.Var) (z, ld *autodiff.Var) {
+	close := e.arena()
+	defer func() { close(z, ld) }()
+	z = x
+	if s.an != nil {
+		z, ld = s.an.forward(e, pv, x)
+	}
+	z, l := s.inv.forward(e.t, pv, z)
+	return z, sumLD(e.t, ld, l)
 }
 
 // inverse maps y back to x and returns the log-determinant of the inverse map.
