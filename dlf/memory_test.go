@@ -52,21 +52,24 @@ func stepPeak(t *testing.T, cfg Config, n int) int {
 		t.Fatal(err)
 	}
 	x := randTensor(cb, tensor.Float32, testRand(t, 31), 0.3, n, cfg.ImageH, cfg.ImageW, cfg.ImageC)
-	step := func() {
-		tp := autodiff.NewTape()
-		res, err := m.Forward(tp, x, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tp.Backward(res.Loss); err != nil {
-			t.Fatal(err)
-		}
-		res.Release()
-	}
-	step() // the first step also allocates the gradients, which then stay resident
+	trainStep(t, m, x) // the first step also allocates the gradients, which then stay resident
 	base := cb.resetPeak()
-	step()
+	trainStep(t, m, x)
 	return cb.peak - base
+}
+
+// trainStep runs forward and backward of the loss on x and releases the pass.
+func trainStep(t *testing.T, m *Model, x *tensor.Tensor) {
+	t.Helper()
+	tp := autodiff.NewTape()
+	res, err := m.Forward(tp, x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Backward(res.Loss); err != nil {
+		t.Fatal(err)
+	}
+	res.Release()
 }
 
 // TestRecomputeMemory measures the activation memory of one training step (peak live bytes above
@@ -119,20 +122,9 @@ func TestPassMemory(t *testing.T) {
 			if err := m.DataInit(x, nil); err != nil {
 				t.Fatal(err)
 			}
-			train := func() {
-				tp := autodiff.NewTape()
-				res, err := m.Forward(tp, x, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := tp.Backward(res.Loss); err != nil {
-					t.Fatal(err)
-				}
-				res.Release()
-			}
-			train() // allocates the gradients, which stay resident
+			trainStep(t, m, x) // allocates the gradients, which stay resident
 			live := cb.resetPeak()
-			train()
+			trainStep(t, m, x)
 			trainPeak := cb.peak - live
 			cb.resetPeak()
 			enc, err := m.Encode(x, nil)

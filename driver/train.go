@@ -135,112 +135,135 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 		}
 		o.Results = filepath.Join("results", name)
 	}
-
 	// A results directory with checkpoints is resumed: its configuration wins over the preset, and
 	// flags may only change what does not define the parameters.
 	resume, err := train.Inspect(o.Results)
 	if err != nil {
 		return nil, err
 	}
-	var cfg dlf.Config
-	var spec dataSpec
 	if resume != nil {
-		cfg = resume.From.Config
-		if c.IsSet("problem") && problem != cfg.Problem {
-			if info, ok := data.LookupProblem(problem); !ok || info.Name != cfg.Problem {
-				return nil, fmt.Errorf("--results_dir %s holds a %s run, not %s; use another --results_dir", o.Results, cfg.Problem, problem)
-			}
-		}
-		if spec, err = parseDataSpec(c, cfg.Problem); err != nil {
-			return nil, err
-		}
-		spec.fitTo(cfg)
-		if c.IsSet("preset") {
-			pc, err := dlf.Preset(p.presetName)
-			if err != nil {
-				return nil, fmt.Errorf("--preset: %v", trimPkg(err))
-			}
-			shapeFromProblem(&pc, spec)
-			pc.ImageH, pc.ImageW, pc.ImageC = cfg.ImageH, cfg.ImageW, cfg.ImageC
-			if d := dlf.ArchDiff(cfg, pc); d != "" {
-				return nil, fmt.Errorf("--results_dir %s holds a checkpoint of another configuration than --preset %s (%s); use another --results_dir", o.Results, p.presetName, d)
-			}
-		}
-		for _, f := range configFlags() {
-			if !c.IsSet(f.name()) {
-				continue
-			}
-			prev := cfg
-			f.apply(c, &cfg)
-			if d := dlf.ArchDiff(prev, cfg); f.arch && d != "" {
-				return nil, fmt.Errorf("--results_dir %s holds a checkpoint of another configuration (%s); use another --results_dir, or drop --%s to resume", o.Results, d, f.name())
-			}
-			if f.name() == "batch_size" && cfg.BatchSize != prev.BatchSize {
-				return nil, fmt.Errorf("--batch_size %d: the run in %s uses batch size %d, and its data position counts in those batches; use another --results_dir", cfg.BatchSize, o.Results, prev.BatchSize)
-			}
-		}
+		p.job.Config, p.spec, err = resumedConfig(c, p, resume.From.Config, problem)
 	} else {
-		if spec, err = parseDataSpec(c, problem); err != nil {
-			return nil, err
-		}
-		if p.presetName == "" {
-			return nil, fmt.Errorf("--problem %s has no preset: choose a model with --preset (one of %s)", spec.problem, joinNames(dlf.PresetNames()))
-		}
-		if cfg, err = dlf.Preset(p.presetName); err != nil {
-			return nil, fmt.Errorf("--preset: %v", trimPkg(err))
-		}
-		shapeFromProblem(&cfg, spec)
-		if o.Device == "cpu" && !c.IsSet("preset") && !c.IsSet("depth") && !c.IsSet("width") && !c.IsSet("batch_size") {
-			cfg.Depth, cfg.Width, cfg.BatchSize = cpuDefaults.depth, cpuDefaults.width, cpuDefaults.batch
-			p.cpuReduced = true
-		}
-		for _, f := range configFlags() {
-			if c.IsSet(f.name()) {
-				f.apply(c, &cfg)
-			}
-		}
+		p.job.Config, p.spec, err = newConfig(c, p, problem)
 	}
-	if cfg.BatchSize < 1 {
+	if err != nil {
+		return nil, err
+	}
+	if cfg := p.job.Config; cfg.BatchSize < 1 {
 		return nil, fmt.Errorf("--batch_size %d: want at least 1", cfg.BatchSize)
-	}
-	if cfg.ImageH > 0 {
+	} else if cfg.ImageH > 0 {
 		if err := configError(cfg.Validate()); err != nil {
 			return nil, err
 		}
 	}
+	if err := openData(c, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
-	// The data: present, of the model's shape, labelled when conditioning, big enough for a batch.
+// resumedConfig is the configuration of the checkpoint being resumed, with the flags that may change
+// on resume applied; a flag that would change the parameters or the data position is an error.
+func resumedConfig(c *cli.Context, p *trainPlan, cfg dlf.Config, problem string) (dlf.Config, dataSpec, error) {
+	results := p.job.Results
+	if c.IsSet("problem") && problem != cfg.Problem {
+		if info, ok := data.LookupProblem(problem); !ok || info.Name != cfg.Problem {
+			return cfg, dataSpec{}, fmt.Errorf("--results_dir %s holds a %s run, not %s; use another --results_dir", results, cfg.Problem, problem)
+		}
+	}
+	spec, err := parseDataSpec(c, cfg.Problem)
+	if err != nil {
+		return cfg, spec, err
+	}
+	spec.fitTo(cfg)
+	if c.IsSet("preset") {
+		pc, err := dlf.Preset(p.presetName)
+		if err != nil {
+			return cfg, spec, fmt.Errorf("--preset: %v", trimPkg(err))
+		}
+		shapeFromProblem(&pc, spec)
+		pc.ImageH, pc.ImageW, pc.ImageC = cfg.ImageH, cfg.ImageW, cfg.ImageC
+		if d := dlf.ArchDiff(cfg, pc); d != "" {
+			return cfg, spec, fmt.Errorf("--results_dir %s holds a checkpoint of another configuration than --preset %s (%s); use another --results_dir", results, p.presetName, d)
+		}
+	}
+	for _, f := range configFlags() {
+		if !c.IsSet(f.name()) {
+			continue
+		}
+		prev := cfg
+		f.apply(c, &cfg)
+		if d := dlf.ArchDiff(prev, cfg); f.arch && d != "" {
+			return cfg, spec, fmt.Errorf("--results_dir %s holds a checkpoint of another configuration (%s); use another --results_dir, or drop --%s to resume", results, d, f.name())
+		}
+		if f.name() == "batch_size" && cfg.BatchSize != prev.BatchSize {
+			return cfg, spec, fmt.Errorf("--batch_size %d: the run in %s uses batch size %d, and its data position counts in those batches; use another --results_dir", cfg.BatchSize, results, prev.BatchSize)
+		}
+	}
+	return cfg, spec, nil
+}
+
+// newConfig is the configuration of a new run: the preset (reduced on the CPU unless a size is
+// chosen), shaped for the problem, with every model flag applied.
+func newConfig(c *cli.Context, p *trainPlan, problem string) (dlf.Config, dataSpec, error) {
+	spec, err := parseDataSpec(c, problem)
+	if err != nil {
+		return dlf.Config{}, spec, err
+	}
+	if p.presetName == "" {
+		return dlf.Config{}, spec, fmt.Errorf("--problem %s has no preset: choose a model with --preset (one of %s)", spec.problem, joinNames(dlf.PresetNames()))
+	}
+	cfg, err := dlf.Preset(p.presetName)
+	if err != nil {
+		return cfg, spec, fmt.Errorf("--preset: %v", trimPkg(err))
+	}
+	shapeFromProblem(&cfg, spec)
+	if p.job.Device == "cpu" && !c.IsSet("preset") && !c.IsSet("depth") && !c.IsSet("width") && !c.IsSet("batch_size") {
+		cfg.Depth, cfg.Width, cfg.BatchSize = cpuDefaults.depth, cpuDefaults.width, cpuDefaults.batch
+		p.cpuReduced = true
+	}
+	for _, f := range configFlags() {
+		if c.IsSet(f.name()) {
+			f.apply(c, &cfg)
+		}
+	}
+	return cfg, spec, nil
+}
+
+// openData reads the training and test sets (an image folder without test/ holds out 5% of its
+// images, at least one), shapes a configuration whose image size comes from the data, and applies
+// --train_subset and --test_subset. The data are checked against the model, the batch size and
+// the checkpoint by train.New, before it writes anything.
+func openData(c *cli.Context, p *trainPlan) error {
+	cfg, spec := &p.job.Config, p.spec
 	trainSet, err := spec.open("train")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.ImageH == 0 {
 		cfg.ImageH, cfg.ImageW, cfg.ImageC = trainSet.H, trainSet.W, trainSet.C
 		if err := configError(cfg.Validate()); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	testSet, err := spec.open("test")
 	if err != nil {
 		if spec.problem != "folder" {
-			return nil, err
+			return err
 		}
-		// An image folder without testSet/: hold out 5% of it (at least one image) for evaluation.
 		var terr error
 		if trainSet, testSet, terr = data.CarveValidation(trainSet, data.ValSplit{Count: max(1, trainSet.N/20), Seed: cfg.Seed}); terr != nil {
-			return nil, fmt.Errorf("--data_dir %s: %v", spec.dir, trimPkg(terr))
+			return fmt.Errorf("--data_dir %s: %v", spec.dir, trimPkg(terr))
 		}
 	}
 	if trainSet, err = subset(trainSet, c.Int("train_subset"), "--train_subset"); err != nil {
-		return nil, err
+		return err
 	}
 	if testSet, err = subset(testSet, c.Int("test_subset"), "--test_subset"); err != nil {
-		return nil, err
+		return err
 	}
-	// The rest (the data against the model, batch sizes, the checkpoint against these settings) is
-	// checked by trainSet.New before it writes anything.
-	p.job.Config, p.job.Train, p.job.Test, p.job.DataSource, p.spec = cfg, trainSet, testSet, spec.dir, spec
-	return p, nil
+	p.job.Train, p.job.Test, p.job.DataSource = trainSet, testSet, spec.dir
+	return nil
 }
 
 // subset keeps the first n images of ds (n = 0: all).
