@@ -1,5 +1,7 @@
 package autodiff
 
+import "slices"
+
 // Arenas. A layer's forward creates intermediates — a convolution's output, an activation, a
 // partial sum — that nothing needs once the layer has returned its result (the tape keeps its own
 // references to whatever backward reads). Instead of a Release after every op, a layer opens an
@@ -29,14 +31,9 @@ func (t *Tape) ReleaseSince(mark int, keep ...*Var) {
 		panic("autodiff: ReleaseSince without a matching Mark")
 	}
 	owned := t.arena[mark:]
-	kept := make(map[*Var]bool, len(keep))
-	for _, v := range keep {
-		if v != nil {
-			kept[v] = true
-		}
-	}
 	for _, v := range owned {
-		if !kept[v] {
+		// keep holds a layer's few results: a linear scan beats a map.
+		if !slices.Contains(keep, v) {
 			v.Release()
 		}
 	}
