@@ -20,7 +20,7 @@
 //     started again on the same directory continues from the newest checkpoint that loads and ends
 //     with parameters bit-identical to a run never stopped (on the CPU), with one CSV row per step,
 //     epoch and evaluation. The fault-injection matrix proves it phase by phase (train/fault,
-//     driver/faults_test.go).
+//     train/faults_test.go).
 //   - A checkpoint that does not load is moved aside as *.damaged and reported once, never deleted
 //     and never counted toward KeepCheckpoints; incomplete writes of a killed process are removed
 //     with a note; foreign files are reported and left alone.
