@@ -12,6 +12,9 @@ import "slices"
 // Mark opens an arena on t and returns its mark: from now until the matching ReleaseSince, the
 // Vars t's ops create (and those Adopt hands it) belong to the arena.
 func (t *Tape) Mark() int {
+	if t == nil {
+		panic("autodiff: Mark on a nil tape (use NoGrad() for a tape that records nothing)")
+	}
 	t.arenas++
 	return len(t.arena)
 }

@@ -267,6 +267,10 @@ func (m *Model) Forward(t *autodiff.Tape, x, cond *tensor.Tensor) (*Result, erro
 
 // forward is Forward on Vars, so that tests can differentiate with respect to x.
 func (m *Model) forward(t *autodiff.Tape, x, cond *autodiff.Var) *Result {
+	if t == nil {
+		// A nil tape records nothing, like NoGrad, but has no arenas: the layers need one.
+		t = autodiff.NoGrad()
+	}
 	e := &env{t: t}
 	res := &Result{}
 	if cond != nil {
