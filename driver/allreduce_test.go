@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,10 +51,45 @@ func TestBenchAllReduce(t *testing.T) {
 	}
 	for _, c := range []struct{ transport, want string }{
 		{"host", "--transport host applies to --device cuda"},
-		{"nvlink", `--transport "nvlink": want auto or host`},
+		{"nvlink", `--transport "nvlink": want auto, host or mpi`},
 	} {
 		if _, err := runApp(t, "bench", "--allreduce", "--device", "cpu", "--transport", c.transport); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("bench --allreduce --transport %s on the CPU: %v, want an error containing %q", c.transport, err, c.want)
 		}
+	}
+}
+
+// TestBenchAllReduceMPI runs bench --allreduce --transport mpi in two processes under mpirun
+// (skipped without it) and checks the report rank 0 prints: two ranks, every size checked against
+// the float64 mean, nccl-tests' bus-bandwidth factor.
+func TestBenchAllReduceMPI(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("skipping: no mpirun (Debian: apt-get install openmpi-bin libopenmpi3)")
+	}
+	args := []string{"-np", "2", "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	args = append(args, driverBinary(t), "bench", "--allreduce", "--transport", "mpi", "--min_bytes", "4096", "--max_bytes", "65536",
+		"--iters", "3", "--warmup", "1", "--json")
+	out, err := exec.Command(mpirun, args...).Output()
+	if err != nil {
+		t.Fatalf("mpirun: %v\n%s", err, out)
+	}
+	var res bench.AllReduceResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("output is not one JSON report (rank 0 alone prints): %v\n%s", err, out)
+	}
+	if res.Ranks != 2 || len(res.Rows) != 5 {
+		t.Fatalf("%d ranks, %d sizes; want 2 and 5", res.Ranks, len(res.Rows))
+	}
+	for _, r := range res.Rows {
+		if r.Verify != "ok" || !(r.BusBW > 0) || r.BusBW != r.AlgBW {
+			t.Errorf("%d bytes: check %q, algbw %g, busbw %g (for N=2 they are equal)", r.Bytes, r.Verify, r.AlgBW, r.BusBW)
+		}
+	}
+	if _, err := runApp(t, "bench", "--allreduce", "--transport", "mpi"); err == nil || !strings.Contains(err.Error(), "--transport mpi") {
+		t.Errorf("--transport mpi outside mpirun: %v, want an error naming --transport mpi", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"dlf/bench"
 	"dlf/dlf"
+	"dlf/tensor/collective/mpi"
 	"dlf/tensor/device"
 
 	"github.com/urfave/cli/v2"
@@ -143,7 +144,7 @@ func allreduceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "num_gpus", Value: 2, Usage: "ranks of the --allreduce ring (goroutines on the CPU; devices, or virtual ranks on device 0, on CUDA)"},
 		&cli.Int64Flag{Name: "min_bytes", Value: 4 << 10, Usage: "smallest --allreduce message in bytes"},
 		&cli.Int64Flag{Name: "max_bytes", Value: 256 << 20, Usage: "largest --allreduce message in bytes (sizes double from --min_bytes)"},
-		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory)"},
+		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory); mpi: Open MPI's MPI_Allreduce between the processes of `mpirun -np N driver bench --allreduce --transport mpi`"},
 	}
 }
 
@@ -162,14 +163,17 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	}
 	transport := c.String("transport")
 	switch {
-	case transport != "auto" && transport != "host":
-		return fmt.Errorf("--transport %q: want auto or host", transport)
+	case transport != "auto" && transport != "host" && transport != "mpi":
+		return fmt.Errorf("--transport %q: want auto, host or mpi", transport)
 	case transport == "host" && kind != "cuda":
 		return fmt.Errorf("--transport host applies to --device cuda (the CPU ring has no links to stage)")
 	}
 	var sizes []int64
 	for b := lo; b <= hi; b *= 2 {
 		sizes = append(sizes, b)
+	}
+	if transport == "mpi" {
+		return mpiAllReduceBench(c, sizes, iters, warmup)
 	}
 	var res *bench.AllReduceResult
 	var err error
@@ -179,6 +183,27 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 		res, err = bench.HostRing(n, sizes, iters, warmup, c.Float64("peak_gbs"))
 	}
 	if err != nil {
+		return err
+	}
+	return emitReport(c, res, func() { bench.PrintAllReduce(c.App.Writer, res) })
+}
+
+// mpiAllReduceBench is bench --allreduce --transport mpi, run by every process of mpirun; rank 0
+// prints the report.
+func mpiAllReduceBench(c *cli.Context, sizes []int64, iters, warmup int) error {
+	comm, err := mpi.Init()
+	if err != nil {
+		return fmt.Errorf("--transport mpi: %v", err)
+	}
+	defer comm.Finalize()
+	if comm.Size() < 2 {
+		return fmt.Errorf("--transport mpi: this is a world of %d process; run it under mpirun -np 2 (or more)", comm.Size())
+	}
+	if c.IsSet("num_gpus") && c.Int("num_gpus") != comm.Size() {
+		return fmt.Errorf("--num_gpus %d: mpirun started %d processes; drop --num_gpus or match -np", c.Int("num_gpus"), comm.Size())
+	}
+	res, err := bench.MPI(comm, sizes, iters, warmup, c.Float64("peak_gbs"))
+	if err != nil || comm.Rank() != 0 {
 		return err
 	}
 	return emitReport(c, res, func() { bench.PrintAllReduce(c.App.Writer, res) })
