@@ -12,14 +12,24 @@ import (
 // small enough that the first bucket is ready early in the backward pass.
 const DefaultBucketElems = 4 << 20
 
-// Reducer averages one rank's parameter gradients across the ranks of a HostRing while the
+// Transport is what a Reducer needs from a process group: one rank's in-place all-reduce of a host
+// buffer, which every rank calls in the same order. HostRing (goroutine ranks in one process) is
+// one; tensor/collective/mpi's Ring (one process per rank, under mpirun) is another.
+type Transport[T Float] interface {
+	// Ranks is the number of ranks.
+	Ranks() int
+	// AllReduce reduces buf across the ranks in place, on behalf of rank.
+	AllReduce(rank int, buf []T, op Op) error
+}
+
+// Reducer averages one rank's parameter gradients across the ranks of a Transport while the
 // backward pass runs. Parameters are grouped into buckets in reverse order (the order in which
 // backward produces their gradients); Ready copies a final gradient into its bucket, and a worker
 // goroutine all-reduces the buckets in a fixed order (bucket 0 first) as each fills, so every rank
 // issues the same sequence of collective calls whatever the timing. Wait then writes the averages
 // back. A Reducer serves one step at a time; it is reused across steps.
 type Reducer[T Float] struct {
-	ring  *HostRing[T]
+	ring  Transport[T]
 	rank  int
 	sizes []int
 	loc   []bucketLoc // per parameter
@@ -43,7 +53,7 @@ type bucket[T Float] struct {
 // NewReducer prepares rank's reducer for parameters of the given element counts (in registration
 // order), with buckets of about bucketElems elements (0: DefaultBucketElems; a parameter larger
 // than that gets a bucket of its own).
-func NewReducer[T Float](ring *HostRing[T], rank int, sizes []int, bucketElems int) (*Reducer[T], error) {
+func NewReducer[T Float](ring Transport[T], rank int, sizes []int, bucketElems int) (*Reducer[T], error) {
 	if rank < 0 || rank >= ring.Ranks() {
 		return nil, fmt.Errorf("collective: reducer for rank %d of a ring of %d", rank, ring.Ranks())
 	}
