@@ -48,6 +48,7 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "test_subset", Usage: "evaluate on the first N test images only (0: all)"},
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
 		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
+		&cli.StringFlag{Name: "dist", Value: "auto", Usage: "how data-parallel ranks run: inproc (every rank in this process), mpi (one process per rank: mpirun -np N driver train …; rank 0 writes the results), or auto (mpi when started by mpirun, else inproc)"},
 		&cli.BoolFlag{Name: "virtual_gpus", Usage: "with --device cuda, put all --num_gpus replicas on GPU 0 (own streams and memory): data-parallel training on a one-GPU machine, for testing"},
 	)
 	for _, f := range configFlags() {
@@ -62,6 +63,18 @@ func trainCommand() *cli.Command {
 		Flags:  flags,
 		Action: runTrain,
 	}
+}
+
+// distMode resolves --dist auto: mpi when mpirun started this process (it sets OMPI_COMM_WORLD_SIZE),
+// else inproc; other values pass through to train.Options.Validate.
+func distMode(v string) string {
+	if v != "auto" {
+		return v
+	}
+	if os.Getenv("OMPI_COMM_WORLD_SIZE") != "" {
+		return "mpi"
+	}
+	return "inproc"
 }
 
 // trainPlan is a validated training job plus the CLI's own output settings.
@@ -83,6 +96,7 @@ func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
 		NaNPolicy: c.String("nan_policy"), KeepCheckpoints: c.Int("keep_checkpoints"), CheckpointEvery: c.Duration("checkpoint_every"),
 		LogEvery: c.Int("print_per_steps"), TestEvery: c.Int("test_per_epochs"), ValidEvery: c.Int("valid_per_steps"),
 		SampleEvery: c.Int("sample_per_epochs"), Workers: c.Int("workers"), Ranks: c.Int("num_gpus"), VirtualGPUs: c.Bool("virtual_gpus"),
+		Dist: distMode(c.String("dist")),
 		Results: "-", Device: "cpu", // checked here, set below
 	}
 	if err := o.Validate(); err != nil {

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Installs the pinned CUDA toolchain (nvcc 11.8 from Debian bookworm's non-free component) and,
-# with --torch, Debian's CPU PyTorch plus OpenBLAS for the twin tests and side-by-side benchmarks.
+# Installs the pinned CUDA toolchain (nvcc 11.8 from Debian bookworm's non-free component); with
+# --torch, Debian's CPU PyTorch plus OpenBLAS for the twin tests and side-by-side benchmarks; with
+# --mpi, Open MPI (mpirun and libmpi.so.40) for the multi-process tests.
 # Idempotent: every step is skipped when what it installs is already there. Needs root.
 set -euo pipefail
 
 want_torch=0
+want_mpi=0
 for a in "$@"; do
   case "$a" in
     --torch) want_torch=1 ;;
-    *) echo "install-toolchain.sh: unknown argument $a (known: --torch)" >&2; exit 2 ;;
+    --mpi) want_mpi=1 ;;
+    *) echo "install-toolchain.sh: unknown argument $a (known: --torch, --mpi)" >&2; exit 2 ;;
   esac
 done
 
@@ -32,6 +35,10 @@ fi
 if [ "$want_torch" = 1 ] && ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
   need_update=1
   pkgs+=(python3-torch libopenblas0-pthread python3-numpy)
+fi
+if [ "$want_mpi" = 1 ] && ! command -v mpirun >/dev/null 2>&1; then
+  need_update=1
+  pkgs+=(openmpi-bin libopenmpi3)
 fi
 if [ "${#pkgs[@]}" -eq 0 ]; then
   echo "install-toolchain: nothing to install"

@@ -100,6 +100,9 @@ func indexOf(xs []string, s string) int {
 // write appends one row of values, formatted compactly (ints as ints, floats with 6 significant
 // digits or more when needed).
 func (l *csvLog) write(vals ...any) error {
+	if l == nil {
+		return nil // a rank other than 0 of a multi-process run writes no logs
+	}
 	if len(vals) != len(l.cols) {
 		panic(fmt.Sprintf("csv %s: %d values for %d columns", l.path, len(vals), len(l.cols)))
 	}

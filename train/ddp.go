@@ -51,6 +51,7 @@ import (
 	"dlf/dlf"
 	"dlf/tensor"
 	"dlf/tensor/collective"
+	"dlf/tensor/collective/mpi"
 	"dlf/tensor/cuda"
 	"dlf/tensor/device"
 	"dlf/train/fault"
@@ -72,6 +73,7 @@ const ddpBucketElems = 1 << 20
 // rank is one replica of data-parallel training.
 type rank struct {
 	r      int
+	pos    int // index in ddp.ranks (and in a step's batches)
 	dev    *device.Device
 	m      *dlf.Model
 	opt    *optim.Optimizer
@@ -100,14 +102,26 @@ type gradReducer interface {
 
 // ddp is the set of ranks; ranks[0] wraps the trainer's own model.
 type ddp struct {
-	ring   *collective.HostRing[float32] // nil when devRed is used
+	ring   *collective.HostRing[float32] // nil when devRed or comm is used
 	devRed *collective.DeviceReducer     // set when every rank is a CUDA backend
-	ranks  []*rank
+	// comm is set when every rank is its own process (Options.Dist "mpi"): ranks then holds this
+	// process's rank only, and the ranks agree through collectives on what a single process decides
+	// alone (stopping, checkpointing).
+	comm  *mpi.Comm
+	ranks []*rank
+	world int
+	// agreedStop and agreedSave are the ranks' joint decisions after the last step (comm only):
+	// some rank was stopped (a signal, a cancelled context, --max_time), some rank's checkpoint
+	// interval has passed.
+	agreedStop, agreedSave bool
 }
 
 // newDDP builds ranks 1..n−1 next to the trainer's rank 0 and a reducer for each.
 func newDDP(t *Run, kind string, n int) (*ddp, error) {
-	d := &ddp{}
+	d := &ddp{world: n, comm: t.comm}
+	if d.comm != nil {
+		return d, d.joinProcesses(t)
+	}
 	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
 	for r := 1; r < n; r++ {
 		dev, err := device.OpenRank(kind, r, n, t.o.VirtualGPUs)
@@ -115,7 +129,7 @@ func newDDP(t *Run, kind string, n int) (*ddp, error) {
 			d.close()
 			return nil, err
 		}
-		rk := &rank{r: r, dev: dev, owned: true}
+		rk := &rank{r: r, pos: r, dev: dev, owned: true}
 		d.ranks = append(d.ranks, rk)
 		err = dev.Do(func() error {
 			var err error
@@ -130,13 +144,7 @@ func newDDP(t *Run, kind string, n int) (*ddp, error) {
 	var sizes []int
 	gpus := make([]*cuda.Backend, 0, n)
 	for _, rk := range d.ranks {
-		rk.params = rk.m.OptimParams()
-		rk.index = make(map[*autodiff.Var]int, len(rk.params))
-		sizes = make([]int, len(rk.params))
-		for i, p := range rk.params {
-			sizes[i] = p.Var.Value.Numel()
-			rk.index[p.Var] = i
-		}
+		sizes = rk.indexParams()
 		if rk.dev.GPU != nil {
 			gpus = append(gpus, rk.dev.GPU)
 		}
@@ -168,6 +176,34 @@ func newDDP(t *Run, kind string, n int) (*ddp, error) {
 		return nil, fmt.Errorf("data-parallel replicas do not start alike (the init must depend only on the seed): %w", err)
 	}
 	return d, nil
+}
+
+// indexParams records the rank's trainable parameters and their positions, and returns their sizes.
+func (rk *rank) indexParams() []int {
+	rk.params = rk.m.OptimParams()
+	rk.index = make(map[*autodiff.Var]int, len(rk.params))
+	sizes := make([]int, len(rk.params))
+	for i, p := range rk.params {
+		sizes[i] = p.Var.Value.Numel()
+		rk.index[p.Var] = i
+	}
+	return sizes
+}
+
+// joinProcesses sets up this process's rank of a one-process-per-rank job: its gradients are
+// averaged bucket by bucket over MPI by the same Reducer the in-process ring uses, and the ranks
+// must start alike.
+func (d *ddp) joinProcesses(t *Run) error {
+	rk := &rank{r: d.comm.Rank(), dev: t.dev, m: t.m, opt: t.opt, ema: t.ema}
+	d.ranks = []*rank{rk}
+	var err error
+	if rk.red, err = collective.NewReducer(mpi.NewRing[float32](d.comm), rk.r, rk.indexParams(), ddpBucketElems); err != nil {
+		return err
+	}
+	if err := d.identical(); err != nil {
+		return fmt.Errorf("data-parallel processes do not start alike (the init must depend only on the seed): %w", err)
+	}
+	return nil
 }
 
 // close releases the device reducer, the replicas' devices and loaders.
@@ -226,6 +262,9 @@ func (d *ddp) eachRank(fn func(rk *rank) error) error {
 // broadcastParams copies every parameter of rank 0 to the other ranks (after the data-dependent
 // init, which rank 0 alone computes).
 func (d *ddp) broadcastParams() error {
+	if d.comm != nil {
+		return d.broadcastProcesses()
+	}
 	var vals [][]float32
 	if err := d.ranks[0].dev.Do(func() error {
 		for _, p := range d.ranks[0].m.Params() {
@@ -250,6 +289,9 @@ func (d *ddp) broadcastParams() error {
 
 // identical checks that every rank's parameters equal rank 0's bit for bit.
 func (d *ddp) identical() error {
+	if d.comm != nil {
+		return d.identicalProcesses()
+	}
 	var ref [][]float32
 	_ = d.ranks[0].dev.Do(func() error {
 		for _, p := range d.ranks[0].m.Params() {
@@ -297,7 +339,7 @@ func (d *ddp) openLoaders(t *Run) error {
 		rk.closeLoader()
 		l, err := data.NewLoader(t.train, data.LoaderConfig{
 			BatchSize: t.cfg.BatchSize, Shuffle: true, Seed: t.cfg.Seed, Epochs: t.o.NumEpoch,
-			DropLast: true, Workers: t.o.Workers, Start: t.st.Pos, Rank: rk.r, World: len(d.ranks),
+			DropLast: true, Workers: t.o.Workers, Start: t.st.Pos, Rank: rk.r, World: d.world,
 		})
 		if err != nil {
 			return fmt.Errorf("rank %d: %w", rk.r, err)
@@ -331,25 +373,33 @@ func (d *ddp) nextBatches(b0 *data.Batch) ([]*data.Batch, error) {
 func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
 	d := t.ddp
 	defer d.releaseStep()
-	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.r]) }); err != nil {
+	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.pos]) }); err != nil {
+		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	losses, err := d.gatherLosses(t)
+	if err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	var mean stepResult
-	for _, rk := range d.ranks {
-		mean.loss += rk.loss.loss / float64(len(d.ranks))
-		mean.bits += rk.loss.bits / float64(len(d.ranks))
-		mean.l2 += rk.loss.l2 / float64(len(d.ranks))
+	for _, l := range losses {
+		mean.loss += l.loss / float64(d.world)
+		mean.bits += l.bits / float64(d.world)
+		mean.l2 += l.l2 / float64(d.world)
 	}
-	for _, rk := range d.ranks {
-		if l := rk.loss.loss; math.IsNaN(l) || math.IsInf(l, 0) {
+	for r, l := range losses {
+		if math.IsNaN(l.loss) || math.IsInf(l.loss, 0) {
 			d.releaseStep()
-			b := bs[rk.r]
+			rk := d.local(r)
+			if rk == nil {
+				return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d (its process names the layer)", r)}
+			}
+			b := bs[rk.pos]
 			var where string
 			_ = t.dev.Do(func() error {
 				where = locateNonFinite(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
 				return nil
 			})
-			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
+			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
 		}
 	}
 	if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {

@@ -9,12 +9,22 @@ import (
 // testRow evaluates the test set and appends a row to test.csv, saving best.safetensors on a new
 // best; it reports false when a stop cut the evaluation short (no row is written then).
 func (r *Run) testRow(epoch int) (bool, error) {
+	if !r.lead() {
+		return true, nil // rank 0 evaluates for the job
+	}
 	if r.hooks.Break != nil {
 		r.hooks.Break()
 	}
 	start := time.Now()
-	r.stopped() // sets the flag Evaluate reads when the context is already cancelled
-	ev, err := Evaluate(r.dev, r.m, r.test, r.cfg.BatchSize, r.cfg.Seed^TestSeedSalt, 1, &r.stop)
+	stop := &r.stop
+	if r.comm != nil {
+		// One process per rank: a stop is agreed at the next step, so the evaluation runs whole
+		// (the other ranks go on to the epoch end's checkpoint, a collective).
+		stop = nil
+	} else {
+		r.stopped() // sets the flag Evaluate reads when the context is already cancelled
+	}
+	ev, err := Evaluate(r.dev, r.m, r.test, r.cfg.BatchSize, r.cfg.Seed^TestSeedSalt, 1, stop)
 	if err != nil {
 		return false, err
 	}
@@ -50,7 +60,7 @@ func (r *Run) epochEnd(epoch int) error {
 			return err
 		}
 	}
-	if r.stopped() {
+	if r.comm == nil && r.stopped() {
 		return nil
 	}
 	if r.hooks.Samples != nil && r.o.SampleEvery > 0 && (epoch+1)%r.o.SampleEvery == 0 {

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		faultChild(spec) // exits
 	}
+	if spec := os.Getenv(mpiChildEnv); spec != "" {
+		mpiChild(spec) // exits
+	}
 	dir, err := os.MkdirTemp("", "train-test-")
 	if err != nil {
 		panic(err)

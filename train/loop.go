@@ -59,6 +59,15 @@ func (r *Run) stopped() bool {
 	return r.stop.Load()
 }
 
+// halted reports whether the loop must stop before the next step: this process was stopped, or,
+// with one process per rank, some rank was (agreed after the last step, so all stop together).
+func (r *Run) halted() bool {
+	if r.comm != nil {
+		return r.ddp.agreedStop
+	}
+	return r.stopped()
+}
+
 // say prints a report line, after the progress display has ended its own.
 func (r *Run) say(format string, args ...any) {
 	if r.hooks.Break != nil {
@@ -104,8 +113,10 @@ func (r *Run) recover(nf *nonFiniteError) error {
 	}
 	r.say("restored %s (step %d); continuing with the learning rate × %g\n", last[0], r.st.Step, r.st.LRScale)
 	// Drop log rows of the abandoned steps.
-	if err := r.openLogs(); err != nil {
-		return err
+	if r.lead() {
+		if err := r.openLogs(); err != nil {
+			return err
+		}
 	}
 	return r.save()
 }
@@ -115,7 +126,7 @@ func (r *Run) budgetReached() string {
 	if r.o.MaxSteps > 0 && r.st.Step >= r.o.MaxSteps {
 		return fmt.Sprintf("--max_steps %d reached", r.o.MaxSteps)
 	}
-	if r.o.MaxTime > 0 && time.Since(r.sessionStart) >= r.o.MaxTime {
+	if r.o.MaxTime > 0 && r.comm == nil && time.Since(r.sessionStart) >= r.o.MaxTime {
 		return fmt.Sprintf("--max_time %v reached", r.o.MaxTime)
 	}
 	return ""
@@ -206,7 +217,7 @@ func (r *Run) loop() (Result, error) {
 	defer src.close()
 	clock := epochClock{epoch: -1}
 	for {
-		if r.stopped() {
+		if r.halted() {
 			return r.finish("interrupted")
 		}
 		if why := r.budgetReached(); why != "" {
@@ -259,7 +270,11 @@ func (r *Run) afterStep(b *data.Batch, res stepResult, lr float64, clock *epochC
 		}
 	}
 	if !b.EpochEnd {
-		if time.Since(r.lastSave) >= r.o.CheckpointEvery {
+		due := time.Since(r.lastSave) >= r.o.CheckpointEvery
+		if r.comm != nil {
+			due = r.ddp.agreedSave
+		}
+		if due {
 			return r.save()
 		}
 		return nil
@@ -356,7 +371,7 @@ func (r *Run) save() error {
 	bad := ""
 	path := StepPath(r.o.Results, r.st.Step)
 	derr := r.dev.Do(func() error {
-		if bad = nonFiniteParam(r.m); bad == "" {
+		if bad = nonFiniteParam(r.m); bad == "" && r.lead() {
 			err = saveCheckpoint(path, r.m, r.opt, r.ema, r.st, rollingPhases)
 		}
 		return nil
@@ -368,6 +383,9 @@ func (r *Run) save() error {
 		return err
 	}
 	r.lastSave, r.lastSavedStep = time.Now(), r.st.Step
+	if !r.lead() {
+		return nil
+	}
 	r.ckpts.add(path)
 	return r.ckpts.prune(r.o.KeepCheckpoints)
 }

@@ -17,6 +17,10 @@ type Options struct {
 	Ranks int
 	// VirtualGPUs puts every CUDA rank on GPU 0 (--virtual_gpus), for testing on one GPU.
 	VirtualGPUs bool
+	// Dist is how the ranks run (--dist): "inproc" (or ""), every rank in this process; "mpi", one
+	// process per rank under mpirun, gradients averaged by Open MPI (tensor/collective/mpi), rank 0
+	// writing every output. With "mpi", Ranks is the mpirun world size (0 or 1: take it from MPI).
+	Dist string
 	// NumEpoch is the number of epochs to train (--num_epoch).
 	NumEpoch int
 	// MaxSteps stops after this many optimizer steps in total (0: no limit).
@@ -59,8 +63,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--results_dir is empty")
 	case o.Device != "cpu" && o.Device != "cuda":
 		return fmt.Errorf("--device %q: want cpu or cuda (device.Resolve resolves auto)", o.Device)
-	case o.Ranks < 1:
+	case o.Ranks < 1 && o.Dist != "mpi":
 		return fmt.Errorf("--num_gpus %d: want at least 1", o.Ranks)
+	case o.Dist != "" && o.Dist != "inproc" && o.Dist != "mpi":
+		return fmt.Errorf("--dist %q: want inproc or mpi", o.Dist)
 	case o.NumEpoch < 1:
 		return fmt.Errorf("--num_epoch %d: want at least 1", o.NumEpoch)
 	case o.MaxSteps < 0:

@@ -13,6 +13,7 @@ import (
 	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor"
+	"dlf/tensor/collective/mpi"
 	"dlf/tensor/device"
 )
 
@@ -84,6 +85,8 @@ type Run struct {
 	ctx         context.Context // Train's, while it runs
 	ddp         *ddp            // nil for one rank
 	source      string
+	// comm is MPI_COMM_WORLD with Options.Dist "mpi" (one process per rank), else nil.
+	comm *mpi.Comm
 	// ckpts are the rolling checkpoints known to load, which KeepCheckpoints counts.
 	ckpts *checkpointSet
 
@@ -98,21 +101,34 @@ type Run struct {
 // newest good checkpoint of the results directory or starts a new run (Glow's data-dependent init,
 // the step-0 checkpoint). Nothing is written before everything is validated. Close releases it.
 func New(job Job, hooks Hooks) (*Run, error) {
+	comm, err := joinMPI(&job.Options)
+	if err != nil {
+		return nil, err
+	}
 	res, err := prepare(&job)
 	if err != nil {
+		finalize(comm)
 		return nil, err
 	}
 	o := job.Options
 	var dev *device.Device
-	if o.Ranks > 1 {
+	switch {
+	case comm != nil:
+		// A process's GPU is its rank on its own machine (mpirun's local rank).
+		dev, err = device.OpenRank(o.Device, comm.LocalRank(), comm.LocalSize(), o.VirtualGPUs)
+	case o.Ranks > 1:
 		dev, err = device.OpenRank(o.Device, 0, o.Ranks, o.VirtualGPUs)
-	} else {
+	default:
 		dev, err = device.Open(o.Device)
 	}
 	if err != nil {
+		finalize(comm)
 		return nil, err
 	}
-	r := &Run{o: o, cfg: job.Config, hooks: hooks, dev: dev, train: job.Train, test: job.Test, st: newState(), source: job.DataSource}
+	if comm != nil && comm.Rank() != 0 {
+		hooks = Hooks{} // rank 0 reports for the job
+	}
+	r := &Run{o: o, cfg: job.Config, hooks: hooks, dev: dev, train: job.Train, test: job.Test, st: newState(), source: job.DataSource, comm: comm}
 	if r.source == "" {
 		r.source = job.Train.Source
 	}
@@ -131,6 +147,36 @@ func New(job Job, hooks Hooks) (*Run, error) {
 	}
 	return r, nil
 }
+
+// joinMPI initialises MPI for Dist "mpi" and sets Ranks to the world size (an explicit Ranks must
+// match it); it returns nil otherwise.
+func joinMPI(o *Options) (*mpi.Comm, error) {
+	if o.Dist != "mpi" {
+		return nil, nil
+	}
+	comm, err := mpi.Init()
+	if err != nil {
+		return nil, fmt.Errorf("--dist mpi: %v", err)
+	}
+	if o.Ranks <= 1 {
+		o.Ranks = comm.Size()
+	}
+	if o.Ranks != comm.Size() {
+		finalize(comm)
+		return nil, fmt.Errorf("--num_gpus %d: mpirun started %d processes; drop --num_gpus or match -np", o.Ranks, comm.Size())
+	}
+	return comm, nil
+}
+
+func finalize(c *mpi.Comm) {
+	if c != nil {
+		_ = c.Finalize()
+	}
+}
+
+// lead reports whether this process writes the job's outputs: always in one process, rank 0's
+// under MPI.
+func (r *Run) lead() bool { return r.comm == nil || r.comm.Rank() == 0 }
 
 // prepare validates a job and inspects its results directory.
 func prepare(job *Job) (*Resumable, error) {
@@ -191,18 +237,24 @@ func (r *Run) start(res *Resumable) error {
 	fmt.Fprintf(out, "model:   %s\n", Describe(cfg, r.m.NumParams()))
 	fmt.Fprintf(out, "device:  %s\n", r.dev.Desc)
 	if o.Ranks > 1 {
-		fmt.Fprintf(out, "replicas: %d data-parallel ranks, gradients averaged by a ring all-reduce; batch %d per rank (%d per step), rank 0 writes the results\n",
-			o.Ranks, cfg.BatchSize, o.Ranks*cfg.BatchSize)
+		how := "gradients averaged by a ring all-reduce"
+		if r.comm != nil {
+			how = fmt.Sprintf("one process per rank (Open MPI, %s), gradients averaged by MPI_Allreduce", r.comm.Library())
+		}
+		fmt.Fprintf(out, "replicas: %d data-parallel ranks, %s; batch %d per rank (%d per step), rank 0 writes the results\n",
+			o.Ranks, how, cfg.BatchSize, o.Ranks*cfg.BatchSize)
 	}
 	fmt.Fprintf(out, "data:    %s: %d training images (%d steps of %d per epoch), %d test images, from %s\n",
 		cfg.Problem, r.train.N, r.perEpoch, o.Ranks*cfg.BatchSize, r.test.N, r.source)
-	if err := os.MkdirAll(o.Results, 0o755); err != nil {
-		return fmt.Errorf("--results_dir: %v", err)
-	}
 	report := func(line string) { fmt.Fprintln(out, line) }
 	r.ckpts = &checkpointSet{results: o.Results, good: map[string]bool{}, report: report}
-	if err := tidyResults(o.Results, report); err != nil {
-		return fmt.Errorf("--results_dir %s: %v", o.Results, err)
+	if r.lead() {
+		if err := os.MkdirAll(o.Results, 0o755); err != nil {
+			return fmt.Errorf("--results_dir: %v", err)
+		}
+		if err := tidyResults(o.Results, report); err != nil {
+			return fmt.Errorf("--results_dir %s: %v", o.Results, err)
+		}
 	}
 	if res != nil {
 		if err := r.resume(res, report); err != nil {
@@ -211,11 +263,13 @@ func (r *Run) start(res *Resumable) error {
 	} else if err := r.begin(); err != nil {
 		return err
 	}
-	if err := writeConfigJSON(o.Results, cfg, report); err != nil {
-		return err
-	}
-	if err := r.openLogs(); err != nil {
-		return err
+	if r.lead() {
+		if err := writeConfigJSON(o.Results, cfg, report); err != nil {
+			return err
+		}
+		if err := r.openLogs(); err != nil {
+			return err
+		}
 	}
 	r.sessionStart = time.Now()
 	r.secondsBase = r.st.Seconds
@@ -232,6 +286,9 @@ func (r *Run) start(res *Resumable) error {
 // resume moves the damaged checkpoints aside and loads the newest good one into every rank.
 func (r *Run) resume(res *Resumable, report func(string)) error {
 	for _, d := range res.Damaged {
+		if !r.lead() {
+			break
+		}
 		msg, err := quarantine(d.Path, d.Err)
 		if err != nil {
 			return err
@@ -294,8 +351,10 @@ func (r *Run) begin() error {
 	if !r.m.NeedsDataInit() {
 		return nil
 	}
-	if err := r.dataInit(); err != nil {
-		return err
+	if r.lead() {
+		if err := r.dataInit(); err != nil {
+			return err
+		}
 	}
 	if r.ddp != nil {
 		return r.ddp.broadcastParams()
@@ -315,6 +374,8 @@ func (r *Run) Close() error {
 	}
 	err := r.dev.Close()
 	r.dev = nil
+	finalize(r.comm)
+	r.comm = nil
 	return err
 }
 

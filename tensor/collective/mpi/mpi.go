@@ -17,6 +17,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"unsafe"
 
@@ -140,6 +141,20 @@ func (c *Comm) Rank() int { return c.rank }
 
 // Size is the number of ranks.
 func (c *Comm) Size() int { return c.size }
+
+// LocalRank is this process's rank among the ranks on its machine (mpirun's
+// OMPI_COMM_WORLD_LOCAL_RANK), which picks its GPU; without that variable, the world rank.
+func (c *Comm) LocalRank() int { return envInt("OMPI_COMM_WORLD_LOCAL_RANK", c.rank) }
+
+// LocalSize is the number of ranks on this machine (OMPI_COMM_WORLD_LOCAL_SIZE), else the world size.
+func (c *Comm) LocalSize() int { return envInt("OMPI_COMM_WORLD_LOCAL_SIZE", c.size) }
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
 
 // Library is the path the library was loaded from.
 func (c *Comm) Library() string { return c.l.path }
