@@ -96,7 +96,7 @@ func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
 		NaNPolicy: c.String("nan_policy"), KeepCheckpoints: c.Int("keep_checkpoints"), CheckpointEvery: c.Duration("checkpoint_every"),
 		LogEvery: c.Int("print_per_steps"), TestEvery: c.Int("test_per_epochs"), ValidEvery: c.Int("valid_per_steps"),
 		SampleEvery: c.Int("sample_per_epochs"), Workers: c.Int("workers"), Ranks: c.Int("num_gpus"), VirtualGPUs: c.Bool("virtual_gpus"),
-		Dist: distMode(c.String("dist")),
+		Dist:    distMode(c.String("dist")),
 		Results: "-", Device: "cpu", // checked here, set below
 	}
 	if err := o.Validate(); err != nil {
