@@ -48,34 +48,77 @@ func TestProcessesMatchInProcess(t *testing.T) {
 	ref, res := filepath.Join(t.TempDir(), "inproc"), filepath.Join(t.TempDir(), "mpi")
 	for _, steps := range []int{6, 8} { // an epoch is 6 steps: the first run ends at an epoch end
 		trainReplicas(t, ddpJob(t, ref, steps))
-		args := []string{"-np", "2", "--oversubscribe"}
-		if os.Geteuid() == 0 {
-			args = append(args, "--allow-run-as-root")
-		}
-		args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", exe, "-test.run=^$")
-		cmd := exec.Command(mpirun, args...)
-		cmd.Env = append(os.Environ(), mpiChildEnv+"="+res+"|"+strconv.Itoa(steps), "DLF_TEST_MNIST="+mnistDir)
-		watchdog := time.AfterFunc(120*time.Second, func() { cmd.Process.Kill() })
-		out, err := cmd.CombinedOutput()
-		watchdog.Stop()
+		out, err := mpirunChild(mpirun, exe, res, steps, "")
 		if err != nil {
 			t.Fatalf("mpirun (%d steps): %v\n%s", steps, err, out)
 		}
-		if want := fmt.Sprintf("--max_steps %d reached at step %d", steps, steps); strings.Count(string(out), want) != 1 {
+		if want := fmt.Sprintf("--max_steps %d reached at step %d", steps, steps); strings.Count(out, want) != 1 {
 			t.Fatalf("want one report (rank 0's) containing %q:\n%s", want, out)
 		}
-		for _, f := range []string{filepath.Join("checkpoints", fmt.Sprintf("step-%09d.safetensors", steps)), "best.safetensors"} {
-			got, want := tensorBytes(t, filepath.Join(res, f)), tensorBytes(t, filepath.Join(ref, f))
-			for name, w := range want {
-				if !slices.Equal(got[name], w) {
-					t.Fatalf("after %d steps, %s: tensor %s differs between processes and in-process replicas", steps, f, name)
-				}
-			}
-		}
-		for _, f := range []string{"steps.csv", "train.csv", "test.csv"} {
-			if g, w := csvRows(t, filepath.Join(res, f)), csvRows(t, filepath.Join(ref, f)); !slices.Equal(g, w) {
-				t.Errorf("after %d steps, %s:\n%v\nwant\n%v", steps, f, g, w)
+		sameAsInProcess(t, res, ref, steps)
+	}
+}
+
+// mpirunChild runs the two-rank job under mpirun for steps steps, with DLF_FAULT when fault is
+// set, and returns the combined output.
+func mpirunChild(mpirun, exe, res string, steps int, fault string) (string, error) {
+	args := []string{"-np", "2", "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", "-x", "DLF_FAULT", exe, "-test.run=^$")
+	cmd := exec.Command(mpirun, args...)
+	cmd.Env = append(os.Environ(), mpiChildEnv+"="+res+"|"+strconv.Itoa(steps), "DLF_TEST_MNIST="+mnistDir, "DLF_FAULT="+fault)
+	watchdog := time.AfterFunc(120*time.Second, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// sameAsInProcess requires the step's checkpoint, best.safetensors and the CSV logs of a
+// multi-process run to equal the in-process run's.
+func sameAsInProcess(t *testing.T, res, ref string, steps int) {
+	t.Helper()
+	for _, f := range []string{filepath.Join("checkpoints", fmt.Sprintf("step-%09d.safetensors", steps)), "best.safetensors"} {
+		got, want := tensorBytes(t, filepath.Join(res, f)), tensorBytes(t, filepath.Join(ref, f))
+		for name, w := range want {
+			if !slices.Equal(got[name], w) {
+				t.Fatalf("after %d steps, %s: tensor %s differs between processes and in-process replicas", steps, f, name)
 			}
 		}
 	}
+	for _, f := range []string{"steps.csv", "train.csv", "test.csv"} {
+		if g, w := csvRows(t, filepath.Join(res, f)), csvRows(t, filepath.Join(ref, f)); !slices.Equal(g, w) {
+			t.Errorf("after %d steps, %s:\n%v\nwant\n%v", steps, f, g, w)
+		}
+	}
+}
+
+// TestProcessKilled kills rank 1 with SIGKILL in the middle of step 8 of a 12-step two-process
+// run: the job must end within the watchdog, with mpirun naming the lost rank; the newest checkpoint
+// (step 6, the epoch end) must load, and a rerun must resume there and end bit-identical to an
+// uninterrupted in-process run.
+func TestProcessKilled(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("skipping: no mpirun (Debian: apt-get install openmpi-bin libopenmpi3)")
+	}
+	mnist(t, 32, 16)
+	exe := childBinary(t)
+	ref, res := filepath.Join(t.TempDir(), "inproc"), filepath.Join(t.TempDir(), "mpi")
+	trainReplicas(t, ddpJob(t, ref, 12))
+	start := time.Now()
+	out, err := mpirunChild(mpirun, exe, res, 12, "rank_step1:kill:8")
+	if err == nil || !strings.Contains(out, "fault: kill at rank_step1") || !strings.Contains(out, "rank 1") {
+		t.Fatalf("want the job to fail naming rank 1 after its kill: %v\n%s", err, out)
+	}
+	t.Logf("the job ended %.1fs after it started, rank 1 killed at step 8", time.Since(start).Seconds())
+	if from := newestGood(res); from != 6 {
+		t.Fatalf("newest checkpoint that loads is step %d, want 6", from)
+	}
+	out, err = mpirunChild(mpirun, exe, res, 12, "")
+	if err != nil || !strings.Contains(out, "resuming at step 6,") {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	sameAsInProcess(t, res, ref, 12)
 }
