@@ -122,3 +122,30 @@ func TestProcessKilled(t *testing.T) {
 	}
 	sameAsInProcess(t, res, ref, 12)
 }
+
+// TestDistErrors checks the refusals that need no MPI: an unknown --dist, and --dist mpi without
+// Open MPI (one error naming the flag, the library and how to install it); nothing is written.
+func TestDistErrors(t *testing.T) {
+	res := filepath.Join(t.TempDir(), "run")
+	job := tinyJob(t, res, 32, 1)
+	job.Dist = "slurm"
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), `--dist "slurm": want inproc or mpi`) {
+		t.Errorf("--dist slurm: %v", err)
+	}
+	t.Setenv("DLF_LIBMPI", "/nonexistent/libmpi.so.40")
+	job.Dist = "mpi"
+	_, err := New(job, Hooks{})
+	if err == nil || !strings.Contains(err.Error(), "--dist mpi") || !strings.Contains(err.Error(), "/nonexistent/libmpi.so.40") || !strings.Contains(err.Error(), "libopenmpi3") {
+		t.Errorf("--dist mpi without Open MPI: %v", err)
+	}
+	if exists(res) {
+		t.Errorf("a refused job created %s", res)
+	}
+	for _, d := range []string{"", "inproc"} {
+		o := DefaultOptions()
+		o.Dist = d
+		if err := o.Validate(); err != nil {
+			t.Errorf("--dist %q: %v", d, err)
+		}
+	}
+}
