@@ -183,7 +183,7 @@ func newAllreduceRow(b int64, elems, n int, med, best float64, check string) All
 }
 
 // DeviceRing times collective.DeviceRing on CUDA: on n GPUs when the machine has them, else n
-// virtual ranks (own backends, streams and buffers) on GPU 0, whose "links" are device-to-device
+// virtual ranks (own streams and buffers) on GPU 0, whose "links" are device-to-device
 // copies through the one GPU's memory. hostStaged sends every link through pinned host memory.
 func DeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, hostStaged bool) (*AllReduceResult, error) {
 	count, err := cuda.DeviceCount()
@@ -191,22 +191,28 @@ func DeviceRing(n int, sizes []int64, iters, warmup int, peakGBS float64, hostSt
 		return nil, fmt.Errorf("--device cuda: %v", err)
 	}
 	virtual := count < n
-	bes := make([]*cuda.Backend, 0, n)
+	// One backend per GPU (loading the kernels once each); virtual ranks share GPU 0's, and the
+	// ring gives each rank its own stream and staging buffers.
+	opened := map[int]*cuda.Backend{}
 	defer func() {
-		for _, b := range bes {
+		for _, b := range opened {
 			_ = b.Close()
 		}
 	}()
+	bes := make([]*cuda.Backend, n)
 	for r := range n {
 		ord := r
 		if virtual {
 			ord = 0
 		}
-		b, err := cuda.New(ord)
-		if err != nil {
-			return nil, fmt.Errorf("--device cuda: opening device %d: %v", ord, err)
+		if opened[ord] == nil {
+			b, err := cuda.New(ord)
+			if err != nil {
+				return nil, fmt.Errorf("--device cuda: opening device %d: %v", ord, err)
+			}
+			opened[ord] = b
 		}
-		bes = append(bes, b)
+		bes[r] = opened[ord]
 	}
 	ring, err := collective.NewBackendRing(bes, collective.Options{HostStaged: hostStaged})
 	if err != nil {

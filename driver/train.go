@@ -84,36 +84,51 @@ type trainPlan struct {
 	// temps and gridN are the sample grids' temperatures and size.
 	temps []float64
 	gridN int
-	// presetName and cpuReduced explain the model choice on the CPU.
+	// problem is --problem (default mnist); presetName and cpuReduced explain the model choice.
+	problem    string
 	presetName string
 	cpuReduced bool
 }
 
 // parseTrainOpts reads the options of the training loop and the CLI's output flags.
 func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
+	p := &trainPlan{gridN: c.Int("num_samples"), problem: "mnist", presetName: c.String("preset")}
+	if c.IsSet("problem") {
+		p.problem = c.String("problem")
+	}
+	if p.presetName == "" {
+		p.presetName, _ = presetForProblem(p.problem)
+	}
+	results := c.String("results_dir")
+	if results == "" {
+		name := p.presetName
+		if name == "" {
+			name = p.problem
+		}
+		results = filepath.Join("results", name)
+	}
+	kind, err := device.Resolve(c.String("device"))
+	if err != nil {
+		return nil, err
+	}
 	o := train.Options{
+		Results: results, Device: kind,
 		NumEpoch: c.Int("num_epoch"), MaxSteps: c.Int("max_steps"), MaxTime: c.Duration("max_time"),
 		NaNPolicy: c.String("nan_policy"), KeepCheckpoints: c.Int("keep_checkpoints"), CheckpointEvery: c.Duration("checkpoint_every"),
 		LogEvery: c.Int("print_per_steps"), TestEvery: c.Int("test_per_epochs"), ValidEvery: c.Int("valid_per_steps"),
 		SampleEvery: c.Int("sample_per_epochs"), Workers: c.Int("workers"), Ranks: c.Int("num_gpus"), VirtualGPUs: c.Bool("virtual_gpus"),
-		Dist:    distMode(c.String("dist")),
-		Results: "-", Device: "cpu", // checked here, set below
+		Dist: distMode(c.String("dist")),
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	p := &trainPlan{gridN: c.Int("num_samples")}
 	switch {
 	case p.gridN < 1:
 		return nil, fmt.Errorf("--num_samples %d: want at least 1", p.gridN)
 	case c.Int("train_subset") < 0 || c.Int("test_subset") < 0:
 		return nil, fmt.Errorf("--train_subset and --test_subset must not be negative")
 	}
-	var err error
 	if p.temps, err = parseTemperatures(c.String("temperatures")); err != nil {
-		return nil, err
-	}
-	if o.Device, err = device.Resolve(c.String("device")); err != nil {
 		return nil, err
 	}
 	if err := device.CheckWorld(o.Device, o.Ranks, o.VirtualGPUs); err != nil {
@@ -132,33 +147,16 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &p.job.Options
-	problem := "mnist"
-	if c.IsSet("problem") {
-		problem = c.String("problem")
-	}
-	p.presetName = c.String("preset")
-	if p.presetName == "" {
-		p.presetName, _ = presetForProblem(problem)
-	}
-	o.Results = c.String("results_dir")
-	if o.Results == "" {
-		name := p.presetName
-		if name == "" {
-			name = problem
-		}
-		o.Results = filepath.Join("results", name)
-	}
 	// A results directory with checkpoints is resumed: its configuration wins over the preset, and
 	// flags may only change what does not define the parameters.
-	resume, err := train.Inspect(o.Results)
+	resume, err := train.Inspect(p.job.Results)
 	if err != nil {
 		return nil, err
 	}
 	if resume != nil {
-		p.job.Config, p.spec, err = resumedConfig(c, p, resume.From.Config, problem)
+		p.job.Config, p.spec, err = resumedConfig(c, p, resume.From.Config, p.problem)
 	} else {
-		p.job.Config, p.spec, err = newConfig(c, p, problem)
+		p.job.Config, p.spec, err = newConfig(c, p, p.problem)
 	}
 	if err != nil {
 		return nil, err

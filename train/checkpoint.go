@@ -134,7 +134,9 @@ type CheckpointInfo struct {
 
 // ReadCheckpointInfo reads and validates a checkpoint's metadata.
 func ReadCheckpointInfo(path string) (CheckpointInfo, error) {
-	f, err := safetensors.Read(path)
+	// The header alone gives the metadata and catches a truncated file; the data are read once,
+	// by the LoadCheckpoint that follows.
+	f, err := safetensors.ReadHeader(path)
 	if err != nil {
 		return CheckpointInfo{}, fmt.Errorf("cannot read checkpoint: %v", err)
 	}

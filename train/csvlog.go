@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,7 +48,7 @@ func openCSV(path string, cols []string, keepStep int) (*csvLog, error) {
 		if len(all) == 0 || strings.Join(all[0], ",") != strings.Join(cols, ",") {
 			return nil, fmt.Errorf("%s has another header than %s (delete it or use another --results_dir)", path, strings.Join(cols, ","))
 		}
-		stepCol := indexOf(cols, "step")
+		stepCol := slices.Index(cols, "step")
 		for i, row := range all[1:] {
 			if len(row) != len(cols) {
 				// A torn last line from a killed process: drop it, the run writes it again.
@@ -86,15 +87,6 @@ func openCSV(path string, cols []string, keepStep int) (*csvLog, error) {
 		return nil, err
 	}
 	return &csvLog{path: path, cols: cols, f: f}, nil
-}
-
-func indexOf(xs []string, s string) int {
-	for i, x := range xs {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // write appends one row of values, formatted compactly (ints as ints, floats with 6 significant
@@ -162,7 +154,7 @@ func ReadCSVColumns(path string, names ...string) ([][]float64, error) {
 	}
 	idx := make([]int, len(names))
 	for i, n := range names {
-		if idx[i] = indexOf(head, n); idx[i] < 0 {
+		if idx[i] = slices.Index(head, n); idx[i] < 0 {
 			return nil, fmt.Errorf("%s has no column %q", path, n)
 		}
 	}

@@ -2,7 +2,7 @@ package train
 
 // Data-parallel training (train --num_gpus N, N > 1): N replicas of the model in this process, one
 // goroutine per rank, whose gradients are averaged by the ring all-reduce of tensor/collective
-// while the backward pass runs.
+// while the backward pass runs (procs.go: one process per rank under mpirun instead).
 //
 // Design (issue 8):
 //   - Every rank has its own backend instance (on the CPU: its own cpu.Backend with GOMAXPROCS/N

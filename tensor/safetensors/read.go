@@ -46,7 +46,8 @@ type File struct {
 
 	entries map[string]Entry
 	order   []string // names by ascending offset
-	data    []byte   // the byte buffer after the header
+	data    []byte   // the byte buffer after the header (nil after ReadHeader)
+	dataLen int      // its length, which the layout is checked against
 }
 
 // Read reads and validates the checkpoint at path. See the package comment for what is checked.
@@ -78,6 +79,36 @@ func Read(path string) (*File, error) {
 	return Parse(path, buf)
 }
 
+// ReadHeader reads and validates the header of the checkpoint at path against the file's size —
+// everything Read checks except that the data bytes can be read — without reading the data: the
+// metadata, names, dtypes and shapes of a large checkpoint, and a truncated file caught, at the
+// cost of one small read. The tensors' data cannot be accessed through the result.
+func ReadHeader(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	size := st.Size()
+	var pre [8]byte
+	if _, err := io.ReadFull(f, pre[:]); err != nil {
+		return nil, errorf(path, "", "file of %d bytes is too short for the 8-byte header length", size)
+	}
+	n := binary.LittleEndian.Uint64(pre[:])
+	if err := checkHeaderLen(path, n, uint64(size)); err != nil {
+		return nil, err
+	}
+	header := make([]byte, n)
+	if _, err := io.ReadFull(f, header); err != nil {
+		return nil, errorf(path, "", "reading the %d-byte header: %v (file changed while reading?)", n, err)
+	}
+	return parse(path, header, nil, int(uint64(size)-8-n))
+}
+
 func checkHeaderLen(path string, n, size uint64) error {
 	if n > MaxHeaderBytes {
 		return errorf(path, "", "header length %d exceeds the limit of %d bytes (corrupt file?)", n, MaxHeaderBytes)
@@ -98,8 +129,12 @@ func Parse(path string, b []byte) (*File, error) {
 	if err := checkHeaderLen(path, n, uint64(len(b))); err != nil {
 		return nil, err
 	}
-	header := b[8 : 8+n]
-	f := &File{Path: path, Meta: map[string]string{}, entries: map[string]Entry{}, data: b[8+n:]}
+	return parse(path, b[8:8+n], b[8+n:], len(b)-8-int(n))
+}
+
+// parse validates a header against a data buffer of dataLen bytes (data may be nil: header only).
+func parse(path string, header, data []byte, dataLen int) (*File, error) {
+	f := &File{Path: path, Meta: map[string]string{}, entries: map[string]Entry{}, data: data, dataLen: dataLen}
 	if err := f.parseHeader(header); err != nil {
 		return nil, err
 	}
@@ -170,8 +205,8 @@ func (f *File) checkLayout() error {
 			}
 			numel *= d
 		}
-		if e.Begin > e.End || e.End > len(f.data) {
-			return errorf(f.Path, e.Name, "data_offsets [%d, %d) are outside the %d-byte data buffer", e.Begin, e.End, len(f.data))
+		if e.Begin > e.End || e.End > f.dataLen {
+			return errorf(f.Path, e.Name, "data_offsets [%d, %d) are outside the %d-byte data buffer", e.Begin, e.End, f.dataLen)
 		}
 		if e.End-e.Begin != numel*size {
 			return errorf(f.Path, e.Name, "data_offsets [%d, %d) hold %d bytes, but %s %v needs %d", e.Begin, e.End, e.End-e.Begin, e.DType, e.Shape, numel*size)
@@ -199,8 +234,8 @@ func (f *File) checkLayout() error {
 		}
 		pos = e.End
 	}
-	if pos != len(f.data) {
-		return errorf(f.Path, "", "tensors cover %d bytes but the data buffer has %d (trailing bytes)", pos, len(f.data))
+	if pos != f.dataLen {
+		return errorf(f.Path, "", "tensors cover %d bytes but the data buffer has %d (trailing bytes)", pos, f.dataLen)
 	}
 	return nil
 }
@@ -373,6 +408,9 @@ func (f *File) Raw(name string) ([]byte, error) {
 	if !ok {
 		return nil, errorf(f.Path, name, "not in the checkpoint")
 	}
+	if f.data == nil {
+		return nil, errorf(f.Path, name, "only the header was read (ReadHeader)")
+	}
 	return f.data[e.Begin:e.End], nil
 }
 
@@ -387,6 +425,9 @@ func (f *File) lookup(name, code string, shape []int) (Entry, error) {
 	}
 	if !slices.Equal(e.Shape, shape) {
 		return e, errorf(f.Path, name, "shape is %v, want %v", e.Shape, shape)
+	}
+	if f.data == nil {
+		return e, errorf(f.Path, name, "only the header was read (ReadHeader)")
 	}
 	return e, nil
 }

@@ -484,3 +484,46 @@ func TestWriteObservedStages(t *testing.T) {
 		t.Errorf("stages %v, want [0 1 2]", seen)
 	}
 }
+
+// TestReadHeader checks that the header-only read agrees with Read on names, entries and metadata,
+// refuses a truncated file as Read does, and refuses to hand out tensor data.
+func TestReadHeader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	ts := []HostTensor{F32("a", []float32{1, 2, 3, 4, 5, 6}, 2, 3), F64("b", []float64{0.5, -1}, 2)}
+	if err := Write(path, ts, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	full, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadHeader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(h.Names(), h.Meta) != fmt.Sprint(full.Names(), full.Meta) {
+		t.Errorf("header %v %v, full %v %v", h.Names(), h.Meta, full.Names(), full.Meta)
+	}
+	for _, n := range full.Names() {
+		he, _ := h.Entry(n)
+		fe, _ := full.Entry(n)
+		if fmt.Sprint(he) != fmt.Sprint(fe) {
+			t.Errorf("entry %s: %v, full read %v", n, he, fe)
+		}
+	}
+	if _, err := h.Float32("a", []int{2, 3}); err == nil || !strings.Contains(err.Error(), "only the header") {
+		t.Errorf("tensor data from a header-only read: %v", err)
+	}
+	if _, err := h.Raw("b"); err == nil {
+		t.Error("raw bytes from a header-only read")
+	}
+	b, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, b[:len(b)-4], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errFull := Read(path)
+	_, errHead := ReadHeader(path)
+	if errFull == nil || errHead == nil || errFull.Error() != errHead.Error() {
+		t.Errorf("a truncated file: Read %v, ReadHeader %v", errFull, errHead)
+	}
+}
