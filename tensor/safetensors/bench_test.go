@@ -66,3 +66,24 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadMeta measures what reading a checkpoint's metadata costs, the whole file (Read) and
+// the header alone (ReadHeader), on the same 64 MiB checkpoint.
+func BenchmarkReadMeta(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "ck.safetensors")
+	if err := Write(path, benchTensors(), map[string]string{"step": "1"}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		read func(string) (*File, error)
+	}{{"Read", Read}, {"ReadHeader", ReadHeader}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if f, err := c.read(path); err != nil || f.Meta["step"] != "1" {
+					b.Fatal(f, err)
+				}
+			}
+		})
+	}
+}
