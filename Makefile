@@ -24,7 +24,7 @@ EMU_SKIP    := ^(TestGPULaunchMarshalling|TestGPUModuleJITErrorLog)$$
 export CGO_ENABLED = 0
 
 .PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean \
-	cuda-emu emu-test check-imports
+	cuda-emu nccl-emu emu-test check-imports
 
 help:
 	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/*_gen.go (needs nvcc 11.8)"
@@ -39,6 +39,7 @@ help:
 	@echo "make cuda-emu      build the CPU CUDA emulator $(EMU_DIR)/libcuda_emu.so from $(EMU_KERNELS)/*.cu (needs g++)"
 	@echo "make check-imports fail if an import points up the layers or past tensor/cuda to the driver bindings"
 	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~1 min)"
+	@echo "make nccl-emu      build the NCCL emulator $(EMU_DIR)/libnccl_emu.so (shared memory; for the --dist nccl tests)"
 
 kernels: nvcc-check $(PTX)
 	$(GO) run ./kernels/gen
@@ -103,14 +104,23 @@ ptxas-report:
 cuda-emu:
 	scripts/cudaemu/build.sh $(EMU_DIR) $(EMU_KERNELS)
 
+# The NCCL emulator (scripts/ncclemu): NCCL's entry points over shared memory, so that the NCCL
+# path (loader, bootstrap, device reducer, one process per rank) is tested without a GPU.
+nccl-emu:
+	scripts/ncclemu/build.sh $(EMU_DIR)
+
+# Both emulators, and failure instead of a skip when either does not load.
+EMU_ENV = DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) DLF_LIBNCCL=$(abspath $(EMU_DIR)/libnccl_emu.so) \
+	REQUIRE_GPU=1 REQUIRE_NCCL=1
+
 # Every GPU test of the CUDA packages on the emulator: conformance against float64 references, CPU
 # parity, kernel launches, sticky errors, the all-reduce; then the model-level CPU/CUDA parity test
 # (loss, objective, every gradient, latents, round trip). REQUIRE_GPU=1 makes a failure to load the
 # emulator fatal.
-emu-test: cuda-emu
-	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
-	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/
-	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) REQUIRE_GPU=1 $(GO) test -count=1 -timeout 20m \
+emu-test: cuda-emu nccl-emu
+	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
+	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/ ./tensor/collective/nccl/
+	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
 	  -run 'TestGPU' ./dlf/ ./train/ ./bench/
 
 vet:

@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"errors"
 	"math"
+	"sync"
 	"testing"
 
+	"dlf/tensor/collective/nccl"
+	"dlf/tensor/collective/nccl/nccltest"
 	"dlf/tensor/cuda/cu/gputest"
+	"dlf/tensor/device"
 )
 
 // checkRows checks an all-reduce benchmark's arithmetic against nccl-tests' definitions
@@ -54,4 +59,43 @@ func TestGPUDeviceRingBench(t *testing.T) {
 		}
 		checkRows(t, res, 2, 4096, 3)
 	}
+}
+
+// TestGPUNCCLBench times NCCL with two ranks of one process (each on its own worker of GPU 0; the
+// NCCL emulator allows two ranks on one GPU, the real NCCL does not) and checks every result.
+func TestGPUNCCLBench(t *testing.T) {
+	gputest.Device(t)
+	lib := nccltest.Library(t)
+	if !nccltest.Emulated(lib) {
+		t.Skip("two ranks on one GPU need the NCCL emulator")
+	}
+	id, err := lib.UniqueID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make([]*AllReduceResult, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Go(func() {
+			dev, err := device.OpenRank("cuda", 0, 2, true)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer dev.Close()
+			g, err := nccl.Join(lib, id, 2, r, dev.GPU)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer g.Close()
+			res[r], errs[r] = NCCL(g, dev.GPU, "two ranks in one process", []int64{4096, 8192, 16384}, 2, 1)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, res[0], 2, 4096, 3)
 }

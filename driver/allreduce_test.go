@@ -51,7 +51,7 @@ func TestBenchAllReduce(t *testing.T) {
 	}
 	for _, c := range []struct{ transport, want string }{
 		{"host", "--transport host applies to --device cuda"},
-		{"nvlink", `--transport "nvlink": want auto, host or mpi`},
+		{"nvlink", `--transport "nvlink": want auto, host, mpi or nccl`},
 	} {
 		if _, err := runApp(t, "bench", "--allreduce", "--device", "cpu", "--transport", c.transport); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("bench --allreduce --transport %s on the CPU: %v, want an error containing %q", c.transport, err, c.want)

@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"dlf/bench"
 	"dlf/dlf"
+	"dlf/tensor/collective/launch"
 	"dlf/tensor/collective/mpi"
+	"dlf/tensor/collective/nccl"
+	"dlf/tensor/cuda"
 	"dlf/tensor/device"
 
 	"github.com/urfave/cli/v2"
@@ -144,7 +148,7 @@ func allreduceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "num_gpus", Value: 2, Usage: "ranks of the --allreduce ring (goroutines on the CPU; devices, or virtual ranks on device 0, on CUDA)"},
 		&cli.Int64Flag{Name: "min_bytes", Value: 4 << 10, Usage: "smallest --allreduce message in bytes"},
 		&cli.Int64Flag{Name: "max_bytes", Value: 256 << 20, Usage: "largest --allreduce message in bytes (sizes double from --min_bytes)"},
-		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory); mpi: Open MPI's MPI_Allreduce between the processes of `mpirun -np N driver bench --allreduce --transport mpi`"},
+		&cli.StringFlag{Name: "transport", Value: "auto", Usage: "--allreduce links on CUDA: auto (peer copies where peer access works, else pinned host memory) or host (always through pinned host memory); mpi: Open MPI's MPI_Allreduce between the processes of `mpirun -np N driver bench --allreduce --transport mpi`; nccl: NCCL between GPU processes (under mpirun or torchrun, or one process alone)"},
 	}
 }
 
@@ -163,8 +167,8 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	}
 	transport := c.String("transport")
 	switch {
-	case transport != "auto" && transport != "host" && transport != "mpi":
-		return fmt.Errorf("--transport %q: want auto, host or mpi", transport)
+	case transport != "auto" && transport != "host" && transport != "mpi" && transport != "nccl":
+		return fmt.Errorf("--transport %q: want auto, host, mpi or nccl", transport)
 	case transport == "host" && kind != "cuda":
 		return fmt.Errorf("--transport host applies to --device cuda (the CPU ring has no links to stage)")
 	}
@@ -172,8 +176,11 @@ func runAllReduceBench(c *cli.Context, kind string) error {
 	for b := lo; b <= hi; b *= 2 {
 		sizes = append(sizes, b)
 	}
-	if transport == "mpi" {
+	switch transport {
+	case "mpi":
 		return mpiAllReduceBench(c, sizes, iters, warmup)
+	case "nccl":
+		return ncclAllReduceBench(c, sizes, iters, warmup)
 	}
 	var res *bench.AllReduceResult
 	var err error
@@ -204,6 +211,42 @@ func mpiAllReduceBench(c *cli.Context, sizes []int64, iters, warmup int) error {
 	}
 	res, err := bench.MPI(comm, sizes, iters, warmup, c.Float64("peak_gbs"))
 	if err != nil || comm.Rank() != 0 {
+		return err
+	}
+	return emitReport(c, res, func() { bench.PrintAllReduce(c.App.Writer, res) })
+}
+
+// ncclAllReduceBench is bench --allreduce --transport nccl, run by every process of the job (mpirun,
+// torchrun, srun, or one process alone: a world of one); rank 0 prints the report.
+func ncclAllReduceBench(c *cli.Context, sizes []int64, iters, warmup int) error {
+	w, err := launch.Join("nccl", "--transport nccl", 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if c.IsSet("num_gpus") && c.Int("num_gpus") != w.Size {
+		return fmt.Errorf("--num_gpus %d: the launcher started %d processes; drop --num_gpus or match the process count", c.Int("num_gpus"), w.Size)
+	}
+	count, err := cuda.DeviceCount()
+	if err != nil {
+		return fmt.Errorf("--transport nccl: %w", err)
+	}
+	ord, err := w.GPU(count)
+	if err != nil {
+		return err
+	}
+	dev, err := device.OpenRank("cuda", ord, w.LocalSize, false)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	g, err := nccl.Join(w.NCCL, w.ID, w.Size, w.Rank, dev.GPU)
+	if err != nil {
+		return fmt.Errorf("--transport nccl: rank %d: %w", w.Rank, err)
+	}
+	defer g.Close()
+	res, err := bench.NCCL(g, dev.GPU, w.How, sizes, iters, warmup)
+	if err != nil || w.Rank != 0 {
 		return err
 	}
 	return emitReport(c, res, func() { bench.PrintAllReduce(c.App.Writer, res) })

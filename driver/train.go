@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"dlf/data"
 	"dlf/dlf"
+	"dlf/tensor/collective/nccl"
 	"dlf/tensor/device"
 	"dlf/train"
 	"dlf/train/fault"
@@ -48,7 +50,8 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "test_subset", Usage: "evaluate on the first N test images only (0: all)"},
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
 		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
-		&cli.StringFlag{Name: "dist", Value: "auto", Usage: "how data-parallel ranks run: inproc (every rank in this process), mpi (one process per rank: mpirun -np N driver train …; rank 0 writes the results), or auto (mpi when started by mpirun, else inproc)"},
+		&cli.StringFlag{Name: "dist", Value: "auto", Usage: "how data-parallel ranks run: inproc (every rank in this process); mpi (one process per rank under mpirun -np N or srun, gradients averaged by Open MPI; rank 0 writes the results); nccl (one GPU process per rank under mpirun, torchrun or srun, gradients averaged by NCCL on the GPUs); or auto (under a launcher: nccl with --device cuda when NCCL loads, else mpi; without one: inproc)"},
+		&cli.DurationFlag{Name: "collective_timeout", Value: 30 * time.Minute, Usage: "with one process per rank, abort the job when a step's collectives wait this long for another rank (a lost rank is caught at once by the launcher or the rendezvous; this catches a stuck one); must exceed rank 0's test evaluation"},
 		&cli.BoolFlag{Name: "virtual_gpus", Usage: "with --device cuda, put all --num_gpus replicas on GPU 0 (own streams and memory): data-parallel training on a one-GPU machine, for testing"},
 	)
 	for _, f := range configFlags() {
@@ -65,16 +68,25 @@ func trainCommand() *cli.Command {
 	}
 }
 
-// distMode resolves --dist auto: mpi when mpirun started this process (it sets OMPI_COMM_WORLD_SIZE),
-// else inproc; other values pass through to train.Options.Validate.
-func distMode(v string) string {
+// distMode resolves --dist auto for device kind: under a launcher — mpirun (it sets
+// OMPI_COMM_WORLD_SIZE), torchrun (RANK and WORLD_SIZE > 1) or srun with several tasks
+// (SLURM_NTASKS > 1) — nccl on CUDA when NCCL loads, else mpi (which explains itself when MPI
+// cannot serve that launcher); without one, inproc. Other values pass through to
+// train.Options.Validate.
+func distMode(v, kind string) string {
 	if v != "auto" {
 		return v
 	}
-	if os.Getenv("OMPI_COMM_WORLD_SIZE") != "" {
-		return "mpi"
+	many := func(name string) bool { n, err := strconv.Atoi(os.Getenv(name)); return err == nil && n > 1 }
+	if os.Getenv("OMPI_COMM_WORLD_SIZE") == "" && !many("WORLD_SIZE") && !many("SLURM_NTASKS") {
+		return "inproc"
 	}
-	return "inproc"
+	if kind == "cuda" {
+		if _, err := nccl.Load(); err == nil {
+			return "nccl"
+		}
+	}
+	return "mpi"
 }
 
 // trainPlan is a validated training job plus the CLI's own output settings.
@@ -117,7 +129,7 @@ func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
 		NaNPolicy: c.String("nan_policy"), KeepCheckpoints: c.Int("keep_checkpoints"), CheckpointEvery: c.Duration("checkpoint_every"),
 		LogEvery: c.Int("print_per_steps"), TestEvery: c.Int("test_per_epochs"), ValidEvery: c.Int("valid_per_steps"),
 		SampleEvery: c.Int("sample_per_epochs"), Workers: c.Int("workers"), Ranks: c.Int("num_gpus"), VirtualGPUs: c.Bool("virtual_gpus"),
-		Dist: distMode(c.String("dist")),
+		Dist: distMode(c.String("dist"), kind), CollectiveTimeout: c.Duration("collective_timeout"),
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -131,8 +143,10 @@ func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
 	if p.temps, err = parseTemperatures(c.String("temperatures")); err != nil {
 		return nil, err
 	}
-	if err := device.CheckWorld(o.Device, o.Ranks, o.VirtualGPUs); err != nil {
-		return nil, err
+	if o.Dist != "mpi" && o.Dist != "nccl" { // one process per rank: each checks its own GPU
+		if err := device.CheckWorld(o.Device, o.Ranks, o.VirtualGPUs); err != nil {
+			return nil, err
+		}
 	}
 	p.job.Options = o
 	return p, nil

@@ -16,3 +16,13 @@ ring_reduce_f32(float* dst, const float* __restrict__ src, long long n, float sc
     dst[i] = scale == 1.0f ? s : s * scale;
   }
 }
+
+// scale_f32: x[i] = x[i]·scale for i < n. It finishes an averaging all-reduce whose sum another
+// library computed (NCCL's ncclSum over processes, tensor/collective/nccl): the sum then one
+// multiply, the same two roundings as ring_reduce_f32's last step, so the mean has the same bits as
+// the in-process ring's for two ranks.
+extern "C" __global__ void __launch_bounds__(DLF_THREADS)
+scale_f32(float* x, long long n, float scale) {
+  const long long step = grid_stride_step();
+  for (long long i = grid_stride_begin(); i < n; i += step) x[i] = x[i] * scale;
+}

@@ -26,3 +26,23 @@ func (k *Kernels) RingReduceF32(stream cu.Stream, grid, block cu.Dim3, shmem uin
 	k.args.f32(3, scale)
 	return k.launch(idxRingReduceF32, stream, grid, block, shmem, 4)
 }
+
+// ScaleF32 launches scale_f32 (collective.cu:25):
+//
+//	void scale_f32(float* x, long long n, float scale)
+//
+// scale_f32: x[i] = x[i]·scale for i < n. It finishes an averaging all-reduce whose sum another
+// library computed (NCCL's ncclSum over processes, tensor/collective/nccl): the sum then one
+// multiply, the same two roundings as ring_reduce_f32's last step, so the mean has the same bits as
+// the in-process ring's for two ranks.
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) ScaleF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, x cu.DevicePtr, n int64, scale float32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, x)
+	k.args.i64(1, n)
+	k.args.f32(2, scale)
+	return k.launch(idxScaleF32, stream, grid, block, shmem, 3)
+}

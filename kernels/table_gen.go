@@ -37,6 +37,7 @@ const (
 	idxReduceFinishF32
 	idxReduceRowsF32
 	idxRingReduceF32
+	idxScaleF32
 	idxSgemmNn128x128
 	idxSgemmNn128x32
 	idxSgemmNn64x64
@@ -580,6 +581,15 @@ var Table = []KernelInfo{
 		Params: []ParamInfo{
 			{Name: "dst", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "src", CType: "const float* __restrict__", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "scale", CType: "float", GoType: "float32", Size: 4},
+		},
+	},
+	{
+		Name: "scale_f32", GoName: "ScaleF32", Module: "collective", Source: "collective.cu", Line: 25,
+		Doc: "scale_f32: x[i] = x[i]·scale for i < n. It finishes an averaging all-reduce whose sum another\nlibrary computed (NCCL's ncclSum over processes, tensor/collective/nccl): the sum then one\nmultiply, the same two roundings as ring_reduce_f32's last step, so the mean has the same bits as\nthe in-process ring's for two ranks.",
+		Params: []ParamInfo{
+			{Name: "x", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "scale", CType: "float", GoType: "float32", Size: 4},
 		},

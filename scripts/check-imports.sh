@@ -9,7 +9,7 @@
 #   layer 4  driver                             the CLI
 #
 # A package may import packages of its own layer or below. dlf/tensor/cuda/cu (purego bindings) may
-# be imported only by tensor/cuda, tensor/collective, kernels (the generated launchers) and cu's own
+# be imported only by tensor/cuda, tensor/collective (and its nccl), kernels (the generated launchers) and cu's own
 # test helper gputest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ def layer(p):
     p = p.removeprefix("dlf/")
     top = p.split("/")[0]
     return {"tensor": 0, "kernels": 0, "autodiff": 1, "dlf": 2, "data": 2, "train": 3, "bench": 3, "driver": 4}.get(top)
-raw_ok = {"dlf/tensor/cuda", "dlf/tensor/collective", "dlf/kernels", "dlf/tensor/cuda/cu/gputest"}
+raw_ok = {"dlf/tensor/cuda", "dlf/tensor/collective", "dlf/tensor/collective/nccl", "dlf/kernels", "dlf/tensor/cuda/cu/gputest"}
 bad = []
 for line in sys.stdin:
     pkg, _, imps = line.strip().partition(":")

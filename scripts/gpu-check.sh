@@ -24,6 +24,13 @@ for f in "$CARRIED"/*; do
 done
 # MNIST as `make gpu-check` copied it (this machine has no Go module cache to fetch it from).
 export DLF_TEST_MNIST=$BIN/data/mnist
+# NCCL: $DLF_LIBNCCL, else the system's libnccl.so.2, else the one PyTorch's wheel ships.
+if [ -z "${DLF_LIBNCCL:-}" ]; then
+  for c in $(ldconfig -p 2>/dev/null | awk '/libnccl\.so\.2/ {print $NF}') /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl/lib/libnccl.so.2; do
+    [ -f "$c" ] && { export DLF_LIBNCCL=$c; break; }
+  done
+fi
+echo "NCCL: ${DLF_LIBNCCL:-none found}" 
 start=$(date +%s)
 rows=()
 
@@ -60,7 +67,7 @@ find_tool() {
 for t in "$BIN"/*.test; do
   name=$(basename "$t" .test)
   case "$name" in
-    cu|kernels|cuda) run "test-$name" 150 "$t" -test.count=1 -test.v -test.timeout 140s ;;
+    cu|kernels|cuda|nccl) run "test-$name" 150 "$t" -test.count=1 -test.v -test.timeout 140s ;;
     *) run "test-$name" 120 "$t" -test.count=1 -test.v -test.timeout 110s -test.run 'GPU|CUDA|Cuda' ;;
   esac
 done
@@ -94,6 +101,30 @@ if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
         --sample_per_epochs 0 --max_steps 60 --print_per_steps 20
     done
   fi
+fi
+# NCCL (issue 16): the all-reduce and a short training run in a world of one GPU, then two ranks
+# started as torchrun would start them (on a one-GPU machine NCCL may refuse two ranks on one GPU:
+# the log says so).
+if [ -x "$BIN/driver" ] && [ -n "${DLF_LIBNCCL:-}" ]; then
+  run nccl-allreduce-n1 60 "$BIN/driver" bench --allreduce --device cuda --transport nccl --iters 10 --warmup 2 --json-out "$LOG/nccl-allreduce-n1.json"
+  if [ -d "$BIN/data/mnist" ]; then
+    run train-nccl-n1 60 "$BIN/driver" train --device cuda --dist nccl --problem mnist --data_dir "$BIN/data/mnist" \
+      --results_dir "$LOG/nccl-n1" --batch_size 64 --train_subset 8192 --test_subset 256 --sample_per_epochs 0 --max_steps 60 --print_per_steps 20
+  fi
+  nccl2() {
+    local port=$((29500 + RANDOM % 1000)) r pids=() rc=0
+    for r in 0 1; do
+      RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port NCCL_DEBUG=WARN \
+        "$BIN/driver" bench --allreduce --device cuda --transport nccl --iters 10 --warmup 2 &
+      pids+=($!)
+    done
+    for r in "${pids[@]}"; do wait "$r" || rc=$?; done
+    return $rc
+  }
+  export -f nccl2; export BIN
+  run nccl-allreduce-n2 90 bash -c nccl2
+else
+  rows+=("$(printf '%-28s %-5s %5ss  %s' nccl skip 0 "no libnccl.so.2 found (set DLF_LIBNCCL)")")
 fi
 py=$(command -v /opt/torch/.venv/bin/python3 || command -v python3)
 if [ -f reference/dlf_torch.py ] && [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then

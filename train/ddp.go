@@ -52,6 +52,7 @@ import (
 	"dlf/tensor"
 	"dlf/tensor/collective"
 	"dlf/tensor/collective/mpi"
+	"dlf/tensor/collective/nccl"
 	"dlf/tensor/cuda"
 	"dlf/tensor/device"
 	"dlf/train/fault"
@@ -102,14 +103,16 @@ type gradReducer interface {
 
 // ddp is the set of ranks; ranks[0] wraps the trainer's own model.
 type ddp struct {
-	ring   *collective.HostRing[float32] // nil when devRed or comm is used
+	ring   *collective.HostRing[float32] // nil when devRed or procs is used
 	devRed *collective.DeviceReducer     // set when every rank is a CUDA backend
-	// comm is set when every rank is its own process (Options.Dist "mpi"): ranks then holds this
-	// process's rank only, and the ranks agree through collectives on what a single process decides
-	// alone (stopping, checkpointing).
-	comm  *mpi.Comm
-	ranks []*rank
-	world int
+	// procs is set when every rank is its own process (Options.Dist "mpi" or "nccl"): ranks then
+	// holds this process's rank only, and the ranks agree through collectives on what a single
+	// process decides alone (stopping, checkpointing).
+	procs *procs
+	// ncclRed is this process's NCCL reducer (Dist "nccl"), closed with the ddp.
+	ncclRed *nccl.Reducer
+	ranks   []*rank
+	world   int
 	// agreedStop and agreedSave are the ranks' joint decisions after the last step (comm only):
 	// some rank was stopped (a signal, a cancelled context, --max_time), some rank's checkpoint
 	// interval has passed.
@@ -118,8 +121,8 @@ type ddp struct {
 
 // newDDP builds ranks 1..n−1 next to the trainer's rank 0 and a reducer for each.
 func newDDP(t *Run, kind string, n int) (*ddp, error) {
-	d := &ddp{world: n, comm: t.comm}
-	if d.comm != nil {
+	d := &ddp{world: n, procs: t.procs}
+	if d.procs != nil {
 		return d, d.joinProcesses(t)
 	}
 	d.ranks = append(d.ranks, &rank{r: 0, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema})
@@ -191,13 +194,21 @@ func (rk *rank) indexParams() []int {
 }
 
 // joinProcesses sets up this process's rank of a one-process-per-rank job: its gradients are
-// averaged bucket by bucket over MPI by the same Reducer the in-process ring uses, and the ranks
-// must start alike.
+// averaged bucket by bucket while backward runs — over MPI by the same Reducer the in-process ring
+// uses, or over NCCL on the GPU by nccl.Reducer, with the same bucket layout — and the ranks must
+// start alike.
 func (d *ddp) joinProcesses(t *Run) error {
-	rk := &rank{r: d.comm.Rank(), dev: t.dev, m: t.m, opt: t.opt, ema: t.ema}
+	p := d.procs
+	rk := &rank{r: p.rank, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema}
 	d.ranks = []*rank{rk}
+	sizes := rk.indexParams()
 	var err error
-	if rk.red, err = collective.NewReducer(mpi.NewRing[float32](d.comm), rk.r, rk.indexParams(), ddpBucketElems); err != nil {
+	if p.ncclG != nil {
+		if d.ncclRed, err = nccl.NewReducer(p.ncclG, t.dev.GPU, sizes, ddpBucketElems); err != nil {
+			return err
+		}
+		rk.red = d.ncclRed
+	} else if rk.red, err = collective.NewReducer(mpi.NewRing[float32](p.mpi), rk.r, sizes, ddpBucketElems); err != nil {
 		return err
 	}
 	if err := d.identical(); err != nil {
@@ -211,6 +222,10 @@ func (d *ddp) close() {
 	if d.devRed != nil {
 		_ = d.devRed.Close()
 		d.devRed = nil
+	}
+	if d.ncclRed != nil {
+		_ = d.ncclRed.Close()
+		d.ncclRed = nil
 	}
 	for _, rk := range d.ranks {
 		rk.closeLoader()
@@ -262,7 +277,7 @@ func (d *ddp) eachRank(fn func(rk *rank) error) error {
 // broadcastParams copies every parameter of rank 0 to the other ranks (after the data-dependent
 // init, which rank 0 alone computes).
 func (d *ddp) broadcastParams() error {
-	if d.comm != nil {
+	if d.procs != nil {
 		return d.broadcastProcesses()
 	}
 	var vals [][]float32
@@ -289,7 +304,7 @@ func (d *ddp) broadcastParams() error {
 
 // identical checks that every rank's parameters equal rank 0's bit for bit.
 func (d *ddp) identical() error {
-	if d.comm != nil {
+	if d.procs != nil {
 		return d.identicalProcesses()
 	}
 	var ref [][]float32
@@ -370,9 +385,18 @@ func (d *ddp) nextBatches(b0 *data.Batch) ([]*data.Batch, error) {
 // no rank updates; otherwise every rank runs backward with its gradients handed to the reducer as
 // they become final, waits for the averages, and takes the same optimizer step. The metrics returned
 // are the mean over ranks.
-func (t *Run) stepDDP(bs []*data.Batch, lr float64) (stepResult, error) {
+func (t *Run) stepDDP(bs []*data.Batch, lr float64) (_ stepResult, err error) {
 	d := t.ddp
 	defer d.releaseStep()
+	if p := d.procs; p != nil {
+		// The step's collectives are watched; a failed one names the rank the job lost, if known.
+		defer p.dog.guard(fmt.Sprintf("step %d", t.st.Step+1))()
+		defer func() {
+			if nf := (*nonFiniteError)(nil); err != nil && !errors.As(err, &nf) {
+				err = p.errAborted(err)
+			}
+		}()
+	}
 	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.pos]) }); err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}

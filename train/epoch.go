@@ -17,7 +17,7 @@ func (r *Run) testRow(epoch int) (bool, error) {
 	}
 	start := time.Now()
 	stop := &r.stop
-	if r.comm != nil {
+	if r.procs != nil {
 		// One process per rank: a stop is agreed at the next step, so the evaluation runs whole
 		// (the other ranks go on to the epoch end's checkpoint, a collective).
 		stop = nil
@@ -60,7 +60,7 @@ func (r *Run) epochEnd(epoch int) error {
 			return err
 		}
 	}
-	if r.comm == nil && r.stopped() {
+	if r.procs == nil && r.stopped() {
 		return nil
 	}
 	if r.hooks.Samples != nil && r.o.SampleEvery > 0 && (epoch+1)%r.o.SampleEvery == 0 {

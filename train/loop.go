@@ -62,7 +62,7 @@ func (r *Run) stopped() bool {
 // halted reports whether the loop must stop before the next step: this process was stopped, or,
 // with one process per rank, some rank was (agreed after the last step, so all stop together).
 func (r *Run) halted() bool {
-	if r.comm != nil {
+	if r.procs != nil {
 		return r.ddp.agreedStop
 	}
 	return r.stopped()
@@ -126,7 +126,7 @@ func (r *Run) budgetReached() string {
 	if r.o.MaxSteps > 0 && r.st.Step >= r.o.MaxSteps {
 		return fmt.Sprintf("--max_steps %d reached", r.o.MaxSteps)
 	}
-	if r.o.MaxTime > 0 && r.comm == nil && time.Since(r.sessionStart) >= r.o.MaxTime {
+	if r.o.MaxTime > 0 && r.procs == nil && time.Since(r.sessionStart) >= r.o.MaxTime {
 		return fmt.Sprintf("--max_time %v reached", r.o.MaxTime)
 	}
 	return ""
@@ -271,7 +271,7 @@ func (r *Run) afterStep(b *data.Batch, res stepResult, lr float64, clock *epochC
 	}
 	if !b.EpochEnd {
 		due := time.Since(r.lastSave) >= r.o.CheckpointEvery
-		if r.comm != nil {
+		if r.procs != nil {
 			due = r.ddp.agreedSave
 		}
 		if due {

@@ -18,9 +18,18 @@ type Options struct {
 	// VirtualGPUs puts every CUDA rank on GPU 0 (--virtual_gpus), for testing on one GPU.
 	VirtualGPUs bool
 	// Dist is how the ranks run (--dist): "inproc" (or ""), every rank in this process; "mpi", one
-	// process per rank under mpirun, gradients averaged by Open MPI (tensor/collective/mpi), rank 0
-	// writing every output. With "mpi", Ranks is the mpirun world size (0 or 1: take it from MPI).
+	// process per rank under mpirun (or srun), gradients averaged by Open MPI
+	// (tensor/collective/mpi) from host buffers; "nccl", one GPU process per rank under mpirun,
+	// torchrun or srun (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS with MASTER_ADDR/MASTER_PORT),
+	// gradients averaged by NCCL on the GPUs (tensor/collective/nccl). Rank 0 writes every output.
+	// With "mpi" and "nccl", Ranks is the launcher's world size (0 or 1: take it from there).
 	Dist string
+	// CollectiveTimeout bounds how long a step (or another section whose collectives need every
+	// rank) may wait for the other processes before the job is aborted with a message
+	// (--collective_timeout). A lost rank that the launcher or the rendezvous notices ends the job
+	// at once; the timeout catches a rank that is alive but stuck. It must exceed rank 0's test
+	// evaluation, during which the other ranks wait.
+	CollectiveTimeout time.Duration
 	// NumEpoch is the number of epochs to train (--num_epoch).
 	NumEpoch int
 	// MaxSteps stops after this many optimizer steps in total (0: no limit).
@@ -52,7 +61,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Results: "results", Device: "cpu", Ranks: 1, NumEpoch: 10000, NaNPolicy: "stop", KeepCheckpoints: 2,
-		CheckpointEvery: 10 * time.Minute, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
+		CheckpointEvery: 10 * time.Minute, CollectiveTimeout: 30 * time.Minute, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
 	}
 }
 
@@ -63,10 +72,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--results_dir is empty")
 	case o.Device != "cpu" && o.Device != "cuda":
 		return fmt.Errorf("--device %q: want cpu or cuda (device.Resolve resolves auto)", o.Device)
-	case o.Ranks < 1 && o.Dist != "mpi":
+	case o.Ranks < 1 && o.Dist != "mpi" && o.Dist != "nccl":
 		return fmt.Errorf("--num_gpus %d: want at least 1", o.Ranks)
-	case o.Dist != "" && o.Dist != "inproc" && o.Dist != "mpi":
-		return fmt.Errorf("--dist %q: want inproc or mpi", o.Dist)
+	case o.Dist != "" && o.Dist != "inproc" && o.Dist != "mpi" && o.Dist != "nccl":
+		return fmt.Errorf("--dist %q: want inproc, mpi or nccl", o.Dist)
+	case o.CollectiveTimeout <= 0:
+		return fmt.Errorf("--collective_timeout %v: want a positive duration", o.CollectiveTimeout)
 	case o.NumEpoch < 1:
 		return fmt.Errorf("--num_epoch %d: want at least 1", o.NumEpoch)
 	case o.MaxSteps < 0:

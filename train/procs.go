@@ -1,8 +1,8 @@
 package train
 
-// One process per rank (Options.Dist "mpi"). Each process holds one rank; what the in-process
-// ranks share by memory — rank 0's initial parameters, the check that the replicas are identical,
-// every rank's loss — goes through MPI, and so do the decisions one process would take alone: a
+// One process per rank (Options.Dist "mpi" or "nccl"; group.go joins the job). Each process holds
+// one rank; what the in-process ranks share by memory — rank 0's initial parameters, the check that
+// the replicas are identical, every rank's loss — goes through the process group, and so do the decisions one process would take alone: a
 // stop (a signal, a cancelled context, --max_time) and a time-based checkpoint are agreed after
 // every step, so every rank takes the same branch and the collectives stay matched.
 
@@ -11,7 +11,7 @@ import (
 	"math"
 	"time"
 
-	"dlf/tensor/collective/mpi"
+	"dlf/tensor/collective"
 )
 
 // local returns this process's rank r, or nil when rank r runs elsewhere.
@@ -29,7 +29,7 @@ func (d *ddp) local(r int) *rank {
 // the others, so the sums are exact) and of the two flags.
 func (d *ddp) gatherLosses(t *Run) ([]stepResult, error) {
 	out := make([]stepResult, d.world)
-	if d.comm == nil {
+	if d.procs == nil {
 		for _, rk := range d.ranks {
 			out[rk.r] = rk.loss
 		}
@@ -44,7 +44,7 @@ func (d *ddp) gatherLosses(t *Run) ([]stepResult, error) {
 	if time.Since(t.lastSave) >= t.o.CheckpointEvery {
 		v[3*d.world+1] = 1
 	}
-	if err := mpi.AllReduce(d.comm, v, false); err != nil {
+	if err := d.procs.group.AllReduceFloat64(v, collective.Sum); err != nil {
 		return nil, err
 	}
 	for r := range out {
@@ -56,11 +56,12 @@ func (d *ddp) gatherLosses(t *Run) ([]stepResult, error) {
 
 // broadcastProcesses copies rank 0's parameters and buffers to every process.
 func (d *ddp) broadcastProcesses() error {
+	defer d.procs.dog.guard("the start-up broadcast of rank 0's parameters")()
 	rk := d.ranks[0]
 	return rk.dev.Do(func() error {
 		for _, p := range rk.m.Params() {
 			v := p.Var.Value.Float32s()
-			if err := mpi.Broadcast(d.comm, v, 0); err != nil {
+			if err := d.procs.group.BroadcastFloat32(v, 0); err != nil {
 				return err
 			}
 			if rk.r != 0 {
@@ -74,13 +75,14 @@ func (d *ddp) broadcastProcesses() error {
 // identicalProcesses checks every process's parameters against rank 0's, bit for bit; every rank
 // learns how many differ, so all return the same verdict.
 func (d *ddp) identicalProcesses() error {
+	defer d.procs.dog.guard("the check that every rank holds rank 0's parameters")()
 	rk := d.ranks[0]
 	var first string
 	err := rk.dev.Do(func() error {
 		for _, p := range rk.m.Params() {
 			v := p.Var.Value.Float32s()
 			ref := append([]float32(nil), v...)
-			if err := mpi.Broadcast(d.comm, ref, 0); err != nil {
+			if err := d.procs.group.BroadcastFloat32(ref, 0); err != nil {
 				return err
 			}
 			for j := range v {
@@ -98,7 +100,7 @@ func (d *ddp) identicalProcesses() error {
 	if first != "" {
 		bad[0] = 1
 	}
-	if err := mpi.AllReduce(d.comm, bad, false); err != nil {
+	if err := d.procs.group.AllReduceFloat64(bad, collective.Sum); err != nil {
 		return err
 	}
 	switch {

@@ -16,12 +16,25 @@ import (
 // mpiChildEnv marks the processes mpirun starts for TestProcessesMatchInProcess: "results|steps".
 const mpiChildEnv = "DLF_TRAIN_MPI_CHILD"
 
+// distChildEnv selects --dist for the processes of mpiChild ("mpi" when unset; "nccl" trains on
+// CUDA, which the tests run on the emulators).
+const distChildEnv = "DLF_TRAIN_DIST"
+
 // mpiChild trains the DDP test job with one process per rank and exits.
 func mpiChild(spec string) {
 	res, steps, _ := strings.Cut(spec, "|")
 	n, _ := strconv.Atoi(steps)
 	job := ddpJob(&testing.T{}, res, n)
 	job.Dist, job.Ranks = "mpi", 0
+	if d := os.Getenv(distChildEnv); d != "" {
+		job.Dist = d
+	}
+	if job.Dist == "nccl" {
+		job.Device = "cuda"
+	}
+	if s := os.Getenv("DLF_TEST_COLLECTIVE_TIMEOUT"); s != "" {
+		job.CollectiveTimeout, _ = time.ParseDuration(s)
+	}
 	run, err := New(job, Hooks{Log: os.Stdout})
 	if err == nil {
 		_, err = run.Train(context.Background())
@@ -66,7 +79,7 @@ func mpirunChild(mpirun, exe, res string, steps int, fault string) (string, erro
 	if os.Geteuid() == 0 {
 		args = append(args, "--allow-run-as-root")
 	}
-	args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", "-x", "DLF_FAULT", exe, "-test.run=^$")
+	args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", "-x", "DLF_FAULT", "-x", distChildEnv, exe, "-test.run=^$")
 	cmd := exec.Command(mpirun, args...)
 	cmd.Env = append(os.Environ(), mpiChildEnv+"="+res+"|"+strconv.Itoa(steps), "DLF_TEST_MNIST="+mnistDir, "DLF_FAULT="+fault)
 	watchdog := time.AfterFunc(120*time.Second, func() { cmd.Process.Kill() })
@@ -129,7 +142,7 @@ func TestDistErrors(t *testing.T) {
 	res := filepath.Join(t.TempDir(), "run")
 	job := tinyJob(t, res, 32, 1)
 	job.Dist = "slurm"
-	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), `--dist "slurm": want inproc or mpi`) {
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), `--dist "slurm": want inproc, mpi or nccl`) {
 		t.Errorf("--dist slurm: %v", err)
 	}
 	t.Setenv("DLF_LIBMPI", "/nonexistent/libmpi.so.40")
@@ -141,11 +154,42 @@ func TestDistErrors(t *testing.T) {
 	if exists(res) {
 		t.Errorf("a refused job created %s", res)
 	}
+	job.Dist = "nccl"
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), "--dist nccl") || !strings.Contains(err.Error(), "needs --device cuda") {
+		t.Errorf("--dist nccl on the CPU: %v", err)
+	}
+	t.Setenv("DLF_LIBNCCL", "/nonexistent/libnccl.so.2")
+	job.Device = "cuda"
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), "--dist nccl") || !strings.Contains(err.Error(), "/nonexistent/libnccl.so.2") || !strings.Contains(err.Error(), "DLF_LIBNCCL") {
+		t.Errorf("--dist nccl without NCCL: %v", err)
+	}
+	// torchrun's variables, but MPI asked for: MPI needs mpirun.
+	for k, v := range map[string]string{"OMPI_COMM_WORLD_SIZE": "", "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"} {
+		t.Setenv(k, v)
+	}
+	job.Device, job.Dist = "cpu", "mpi"
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), "mpirun did not start this process") {
+		t.Errorf("--dist mpi under torchrun: %v", err)
+	}
+	t.Setenv("MASTER_ADDR", "")
+	job.Device, job.Dist = "cuda", "nccl"
+	t.Setenv("DLF_LIBNCCL", "/nonexistent/libnccl.so.2")
+	if _, err := New(job, Hooks{}); err == nil || !strings.Contains(err.Error(), "MASTER_ADDR and MASTER_PORT are not") {
+		t.Errorf("--dist nccl under torchrun without MASTER_ADDR: %v", err)
+	}
+	if exists(res) {
+		t.Errorf("a refused job created %s", res)
+	}
 	for _, d := range []string{"", "inproc"} {
 		o := DefaultOptions()
 		o.Dist = d
 		if err := o.Validate(); err != nil {
 			t.Errorf("--dist %q: %v", d, err)
 		}
+	}
+	o := DefaultOptions()
+	o.CollectiveTimeout = 0
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--collective_timeout") {
+		t.Errorf("--collective_timeout 0: %v", err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"dlf/data"
 	"dlf/dlf"
 	"dlf/tensor"
-	"dlf/tensor/collective/mpi"
 	"dlf/tensor/device"
 )
 
@@ -85,8 +84,9 @@ type Run struct {
 	ctx         context.Context // Train's, while it runs
 	ddp         *ddp            // nil for one rank
 	source      string
-	// comm is MPI_COMM_WORLD with Options.Dist "mpi" (one process per rank), else nil.
-	comm *mpi.Comm
+	// procs is this process's membership of a one-process-per-rank job (Options.Dist "mpi" or
+	// "nccl"), else nil.
+	procs *procs
 	// ckpts are the rolling checkpoints known to load, which KeepCheckpoints counts.
 	ckpts *checkpointSet
 
@@ -101,34 +101,38 @@ type Run struct {
 // newest good checkpoint of the results directory or starts a new run (Glow's data-dependent init,
 // the step-0 checkpoint). Nothing is written before everything is validated. Close releases it.
 func New(job Job, hooks Hooks) (*Run, error) {
-	comm, err := joinMPI(&job.Options)
+	p, err := joinProcs(&job.Options)
 	if err != nil {
 		return nil, err
 	}
 	res, err := prepare(&job)
 	if err != nil {
-		finalize(comm)
+		p.close()
 		return nil, err
 	}
 	o := job.Options
 	var dev *device.Device
 	switch {
-	case comm != nil:
-		// A process's GPU is its rank on its own machine (mpirun's local rank).
-		dev, err = device.OpenRank(o.Device, comm.LocalRank(), comm.LocalSize(), o.VirtualGPUs)
+	case p != nil:
+		dev, err = p.openDevice(o)
 	case o.Ranks > 1:
 		dev, err = device.OpenRank(o.Device, 0, o.Ranks, o.VirtualGPUs)
 	default:
 		dev, err = device.Open(o.Device)
 	}
+	if err == nil && p != nil {
+		if err = p.attach(dev, o.CollectiveTimeout); err != nil {
+			_ = dev.Close()
+		}
+	}
 	if err != nil {
-		finalize(comm)
+		p.close()
 		return nil, err
 	}
-	if comm != nil && comm.Rank() != 0 {
+	if p != nil && p.rank != 0 {
 		hooks = Hooks{} // rank 0 reports for the job
 	}
-	r := &Run{o: o, cfg: job.Config, hooks: hooks, dev: dev, train: job.Train, test: job.Test, st: newState(), source: job.DataSource, comm: comm}
+	r := &Run{o: o, cfg: job.Config, hooks: hooks, dev: dev, train: job.Train, test: job.Test, st: newState(), source: job.DataSource, procs: p}
 	if r.source == "" {
 		r.source = job.Train.Source
 	}
@@ -148,43 +152,20 @@ func New(job Job, hooks Hooks) (*Run, error) {
 	return r, nil
 }
 
-// joinMPI initialises MPI for Dist "mpi" and sets Ranks to the world size (an explicit Ranks must
-// match it); it returns nil otherwise.
-func joinMPI(o *Options) (*mpi.Comm, error) {
-	if o.Dist != "mpi" {
-		return nil, nil
-	}
-	comm, err := mpi.Init()
-	if err != nil {
-		return nil, fmt.Errorf("--dist mpi: %v", err)
-	}
-	if o.Ranks <= 1 {
-		o.Ranks = comm.Size()
-	}
-	if o.Ranks != comm.Size() {
-		finalize(comm)
-		return nil, fmt.Errorf("--num_gpus %d: mpirun started %d processes; drop --num_gpus or match -np", o.Ranks, comm.Size())
-	}
-	return comm, nil
-}
-
-func finalize(c *mpi.Comm) {
-	if c != nil {
-		_ = c.Finalize()
-	}
-}
-
 // lead reports whether this process writes the job's outputs: always in one process, rank 0's
-// under MPI.
-func (r *Run) lead() bool { return r.comm == nil || r.comm.Rank() == 0 }
+// with one process per rank.
+func (r *Run) lead() bool { return r.procs == nil || r.procs.rank == 0 }
 
 // prepare validates a job and inspects its results directory.
 func prepare(job *Job) (*Resumable, error) {
 	if err := job.Options.Validate(); err != nil {
 		return nil, err
 	}
-	if err := device.CheckWorld(job.Device, job.Ranks, job.VirtualGPUs); err != nil {
-		return nil, err
+	// One process per rank: each process has one rank, and procs.openDevice checks its GPU.
+	if job.Dist != "mpi" && job.Dist != "nccl" {
+		if err := device.CheckWorld(job.Device, job.Ranks, job.VirtualGPUs); err != nil {
+			return nil, err
+		}
 	}
 	if err := job.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid model configuration: %v", err)
@@ -225,7 +206,9 @@ func (r *Run) build() error {
 		return err
 	}
 	r.sched = r.cfg.Schedule(r.perEpoch)
-	if r.o.Ranks > 1 {
+	// One process per rank always takes the data-parallel path, even in a world of one (mpirun -np 1,
+	// or NCCL alone), whose step agreement the loop relies on.
+	if r.o.Ranks > 1 || r.procs != nil {
 		r.ddp, err = newDDP(r, r.o.Device, r.o.Ranks)
 	}
 	return err
@@ -238,8 +221,8 @@ func (r *Run) start(res *Resumable) error {
 	fmt.Fprintf(out, "device:  %s\n", r.dev.Desc)
 	if o.Ranks > 1 {
 		how := "gradients averaged by a ring all-reduce"
-		if r.comm != nil {
-			how = fmt.Sprintf("one process per rank (Open MPI, %s), gradients averaged by MPI_Allreduce", r.comm.Library())
+		if r.procs != nil {
+			how = r.procs.how
 		}
 		fmt.Fprintf(out, "replicas: %d data-parallel ranks, %s; batch %d per rank (%d per step), rank 0 writes the results\n",
 			o.Ranks, how, cfg.BatchSize, o.Ranks*cfg.BatchSize)
@@ -362,20 +345,21 @@ func (r *Run) begin() error {
 	return nil
 }
 
-// Close releases the replicas and the device.
+// Close releases the replicas, the process group and the device.
 func (r *Run) Close() error {
 	r.closeLogs()
 	if r.ddp != nil {
 		r.ddp.close()
 		r.ddp = nil
 	}
+	// The process group before the device: an NCCL communicator lives on it.
+	r.procs.close()
+	r.procs = nil
 	if r.dev == nil {
 		return nil
 	}
 	err := r.dev.Close()
 	r.dev = nil
-	finalize(r.comm)
-	r.comm = nil
 	return err
 }
 

@@ -75,22 +75,13 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 	if len(bes) < 1 {
 		return nil, fmt.Errorf("collective: device reducer needs at least 1 rank, got %d", len(bes))
 	}
-	if bucketElems < 1 {
-		bucketElems = DefaultBucketElems
+	lay, err := NewLayout(sizes, bucketElems)
+	if err != nil {
+		return nil, err
 	}
-	d := &DeviceReducer{bes: append([]*cuda.Backend(nil), bes...), sizes: append([]int(nil), sizes...), loc: make([]bucketLoc, len(sizes)), done: make(chan struct{})}
-	cur := -1
-	for i := len(sizes) - 1; i >= 0; i-- {
-		if sizes[i] < 0 {
-			return nil, fmt.Errorf("collective: parameter %d has %d elements", i, sizes[i])
-		}
-		if cur < 0 || (d.lens[cur] > 0 && d.lens[cur]+sizes[i] > bucketElems) {
-			d.bkts, d.lens = append(d.bkts, nil), append(d.lens, 0)
-			cur = len(d.bkts) - 1
-		}
-		d.loc[i] = bucketLoc{cur, d.lens[cur]}
-		d.lens[cur] += sizes[i]
-		d.bkts[cur] = append(d.bkts[cur], i)
+	d := &DeviceReducer{bes: append([]*cuda.Backend(nil), bes...), sizes: lay.Sizes, loc: make([]bucketLoc, len(sizes)), bkts: lay.Members, lens: lay.Lens, done: make(chan struct{})}
+	for i := range sizes {
+		d.loc[i] = bucketLoc{lay.Bucket[i], lay.Offset[i]}
 	}
 	d.packed = make([]int, len(d.bkts))
 	ring, err := NewBackendRing(bes, opt)

@@ -170,3 +170,38 @@ func (r *Reducer[T]) Wait(grads []*tensor.Tensor) error {
 	}
 	return nil
 }
+
+// Layout is the bucketing every reducer uses, so that they all reduce the same spans and produce
+// the same averages: parameters in reverse registration order (the order backward produces their
+// gradients), consecutive ones sharing a bucket of up to bucketElems elements, a larger parameter
+// in a bucket of its own.
+type Layout struct {
+	Sizes   []int   // per parameter: elements
+	Bucket  []int   // per parameter: its bucket
+	Offset  []int   // per parameter: its first element in the bucket
+	Members [][]int // per bucket: parameter indices
+	Lens    []int   // per bucket: elements
+}
+
+// NewLayout buckets parameters of the given element counts (registration order), bucketElems per
+// bucket (0: DefaultBucketElems).
+func NewLayout(sizes []int, bucketElems int) (Layout, error) {
+	if bucketElems < 1 {
+		bucketElems = DefaultBucketElems
+	}
+	l := Layout{Sizes: append([]int(nil), sizes...), Bucket: make([]int, len(sizes)), Offset: make([]int, len(sizes))}
+	cur := -1
+	for i := len(sizes) - 1; i >= 0; i-- {
+		if sizes[i] < 0 {
+			return Layout{}, fmt.Errorf("collective: parameter %d has %d elements", i, sizes[i])
+		}
+		if cur < 0 || (l.Lens[cur] > 0 && l.Lens[cur]+sizes[i] > bucketElems) {
+			l.Members, l.Lens = append(l.Members, nil), append(l.Lens, 0)
+			cur = len(l.Lens) - 1
+		}
+		l.Bucket[i], l.Offset[i] = cur, l.Lens[cur]
+		l.Lens[cur] += sizes[i]
+		l.Members[cur] = append(l.Members[cur], i)
+	}
+	return l, nil
+}

@@ -22,6 +22,8 @@ import (
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"dlf/tensor/collective"
 )
 
 // DefaultLibrary is Open MPI 4.x's soname (libtool version 70:x:30 gives .so.40); Debian's
@@ -48,9 +50,9 @@ const maxCount = math.MaxInt32
 type lib struct {
 	path string
 	// Functions.
-	initThread, initialized, finalized, finalize, commRank, commSize, barrier, allreduce, bcast uintptr
+	initThread, initialized, finalized, finalize, commRank, commSize, barrier, allreduce, bcast, abort uintptr
 	// Handles (addresses of Open MPI's predefined objects).
-	commWorld, float, double, opSum uintptr
+	commWorld, byte, float, double, opSum uintptr
 }
 
 // load opens path and resolves every symbol, naming the first that is missing.
@@ -67,8 +69,8 @@ func load(path string) (*lib, error) {
 	}{
 		{"MPI_Init_thread", &l.initThread}, {"MPI_Initialized", &l.initialized}, {"MPI_Finalized", &l.finalized},
 		{"MPI_Finalize", &l.finalize}, {"MPI_Comm_rank", &l.commRank}, {"MPI_Comm_size", &l.commSize},
-		{"MPI_Barrier", &l.barrier}, {"MPI_Allreduce", &l.allreduce}, {"MPI_Bcast", &l.bcast},
-		{"ompi_mpi_comm_world", &l.commWorld}, {"ompi_mpi_float", &l.float}, {"ompi_mpi_double", &l.double},
+		{"MPI_Barrier", &l.barrier}, {"MPI_Allreduce", &l.allreduce}, {"MPI_Bcast", &l.bcast}, {"MPI_Abort", &l.abort},
+		{"ompi_mpi_comm_world", &l.commWorld}, {"ompi_mpi_byte", &l.byte}, {"ompi_mpi_float", &l.float}, {"ompi_mpi_double", &l.double},
 		{"ompi_mpi_op_sum", &l.opSum},
 	} {
 		a, err := purego.Dlsym(h, s.name)
@@ -220,6 +222,62 @@ func Broadcast[T Float](c *Comm, buf []T, root int) error {
 	}
 	return nil
 }
+
+// AllReduceFloat64 is AllReduce of float64 values with a collective.Op (Sum or Avg): mpi.Comm is a
+// collective.Group.
+func (c *Comm) AllReduceFloat64(buf []float64, op collective.Op) error {
+	if op != collective.Sum && op != collective.Avg {
+		return fmt.Errorf("mpi: all-reduce op %v: want Sum or Avg", op)
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	return AllReduce(c, buf, op == collective.Avg)
+}
+
+// BroadcastFloat32 is Broadcast of float32 values.
+func (c *Comm) BroadcastFloat32(buf []float32, root int) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	return Broadcast(c, buf, root)
+}
+
+// BroadcastBytes copies root's bytes to every rank (MPI_BYTE).
+func (c *Comm) BroadcastBytes(buf []byte, root int) error {
+	if root < 0 || root >= c.size {
+		return fmt.Errorf("mpi: broadcast from rank %d of %d", root, c.size)
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for lo := 0; lo < len(buf); lo += c.chunk {
+		part := buf[lo:min(len(buf), lo+c.chunk)]
+		err := c.l.call("MPI_Bcast", c.l.bcast, uintptr(unsafe.Pointer(&part[0])), uintptr(len(part)), c.l.byte, uintptr(root), c.l.commWorld)
+		runtime.KeepAlive(part)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Abort ends the whole job: MPI_Abort(MPI_COMM_WORLD, 1), after printing reason on stderr; Open MPI's
+// launcher then stops every rank. It does not take the call mutex, so a watchdog can call it while
+// another goroutine is blocked in a collective (MPI_THREAD_SERIALIZED does not allow that call, but
+// the process is ending: Open MPI's abort path tears the job down without touching the blocked
+// call's state). It does not return.
+func (c *Comm) Abort(reason error) {
+	if reason != nil {
+		fmt.Fprintf(os.Stderr, "rank %d: %v; aborting the MPI job\n", c.rank, reason)
+	}
+	_, _, _ = purego.SyscallN(c.l.abort, c.l.commWorld, 1)
+	os.Exit(1) // MPI_Abort does not return; this is in case a library's does
+}
+
+var _ collective.Group = (*Comm)(nil)
 
 // Finalize shuts MPI down; the Comm must not be used afterwards. Every rank must call it.
 func (c *Comm) Finalize() error {

@@ -6,13 +6,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"dlf/tensor"
 	"dlf/tensor/collective"
+	"dlf/tensor/collective/mpi/mpitest"
 	"dlf/tensor/cpu"
 )
 
@@ -100,28 +99,10 @@ func ringChild() error {
 	return nil
 }
 
-// mpirunSelf runs this test binary's test run under mpirun -np n with childEnv=mode (skipping the
-// test without mpirun) and returns the output.
+// mpirunSelf runs this test binary's test run under mpirun -np n with childEnv=mode.
 func mpirunSelf(t *testing.T, n int, run, mode string) string {
 	t.Helper()
-	mpirun, err := exec.LookPath("mpirun")
-	if err != nil {
-		t.Skip("skipping: no mpirun (Debian: apt-get install openmpi-bin libopenmpi3)")
-	}
-	args := []string{"-np", fmt.Sprint(n), "--oversubscribe"}
-	if os.Geteuid() == 0 {
-		args = append(args, "--allow-run-as-root")
-	}
-	args = append(args, "-x", childEnv+"="+mode, os.Args[0], "-test.run", run, "-test.v")
-	cmd := exec.Command(mpirun, args...)
-	cmd.Env = append(os.Environ(), childEnv+"="+mode)
-	done := time.AfterFunc(120*time.Second, func() { cmd.Process.Kill() })
-	defer done.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("mpirun: %v\n%s", err, out)
-	}
-	return string(out)
+	return mpitest.RunSelf(t, n, run, childEnv+"="+mode)
 }
 
 // TestUnderMpirun starts this test binary under `mpirun -np 3` (skipped without mpirun) and checks,
