@@ -119,7 +119,7 @@ EMU_ENV = DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) DLF_LIBNCCL=$(abspath
 # emulator fatal.
 emu-test: cuda-emu nccl-emu
 	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
-	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/ ./tensor/collective/nccl/
+	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/ ./tensor/collective/nccl/ ./tensor/collective/launch/
 	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
 	  -run 'TestGPU' ./dlf/ ./train/ ./bench/
 

@@ -23,6 +23,9 @@ type Model struct {
 	top    *topPrior
 	// numW is the number of 1x1-conv weights, the denominator of the L2 term.
 	numW int
+	// initChecked records that Forward found every Glow actnorm initialised since the parameters
+	// were last handed out.
+	initChecked bool
 }
 
 // level is one scale: its steps and, below the top, the split that follows them.
@@ -251,8 +254,14 @@ func (m *Model) Forward(t *autodiff.Tape, x, cond *tensor.Tensor) (*Result, erro
 	if err := m.checkInput("forward", x, cond); err != nil {
 		return nil, err
 	}
-	if m.NeedsDataInit() {
-		return nil, fmt.Errorf("dlf: forward: the Glow actnorms are not initialised: call DataInit with a batch first")
+	// The flags are read from the device once, not every step (each read waits for the GPU): the
+	// answer stays valid until the parameters are handed out again (Params, Param), the only way to
+	// change them from outside.
+	if !m.initChecked {
+		if m.NeedsDataInit() {
+			return nil, fmt.Errorf("dlf: forward: the Glow actnorms are not initialised: call DataInit with a batch first")
+		}
+		m.initChecked = true
 	}
 	var cv *autodiff.Var
 	if cond != nil {

@@ -152,11 +152,19 @@ func zeros(n int) []float64 { return make([]float64, n) }
 // values initialises from a precomputed slice.
 func values(v []float64) initFn { return func(int) []float64 { return v } }
 
-// Params returns every parameter and buffer in creation order (levels, steps, priors).
-func (m *Model) Params() []*Param { return m.reg.list }
+// Params returns every parameter and buffer in creation order (levels, steps, priors). The caller
+// may change their values, so Forward checks Glow's actnorm flags again afterwards.
+func (m *Model) Params() []*Param {
+	m.initChecked = false
+	return m.reg.list
+}
 
-// Param returns the named parameter or buffer, or nil.
-func (m *Model) Param(name string) *Param { return m.reg.index[name] }
+// Param returns the named parameter or buffer, or nil (Forward then checks the flags again, as
+// after Params).
+func (m *Model) Param(name string) *Param {
+	m.initChecked = false
+	return m.reg.index[name]
+}
 
 // Trainable returns the Vars of the trainable parameters in creation order, for an optimizer.
 func (m *Model) Trainable() []*autodiff.Var {

@@ -33,6 +33,12 @@ func benchCommand() *cli.Command {
 		&cli.Float64Flag{Name: "peak_gbs", Usage: "override the memory bandwidth used for floor fractions"},
 	}
 	flags = append(flags, allreduceFlags()...)
+	flags = append(flags,
+		&cli.BoolFlag{Name: "host", Usage: "count the host side of whole training steps on CUDA for each of --presets: kernel launches, host-blocking calls, allocations, hand-offs to the device worker, tensor downloads and wall time per step (on the CUDA emulator with DLF_EMU_SKIP_KERNELS=1 the wall time is the host's own)"},
+		&cli.StringFlag{Name: "presets", Value: "mnist,cifar10,imagenet64", Usage: "the presets of --host, comma-separated"},
+		&cli.IntFlag{Name: "steps", Value: 8, Usage: "training steps of --host (the first is not counted: it fills the allocator)"},
+		&cli.IntFlag{Name: "print_every", Value: 4, Usage: "--host: steps between print points (steps.csv rows)"},
+	)
 	for _, f := range configFlags() {
 		flags = append(flags, f.flag)
 	}
@@ -52,6 +58,9 @@ func benchCommand() *cli.Command {
 func runBench(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("bench takes no arguments, got %q", c.Args().First())
+	}
+	if c.Bool("host") {
+		return runHostBench(c)
 	}
 	if c.Bool("allreduce") {
 		kind, err := device.Resolve(c.String("device"))

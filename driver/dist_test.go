@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestDistMode: --dist auto under each launcher (NCCL absent here, so CUDA under a launcher falls
 // back to mpi; with NCCL present it is nccl, which the emulator tests of train cover).
@@ -26,6 +29,23 @@ func TestDistMode(t *testing.T) {
 		}
 		if got := distMode(c.v, c.kind); got != c.want {
 			t.Errorf("--dist %s, --device %s, %v: %s, want %s", c.v, c.kind, c.env, got, c.want)
+		}
+	}
+}
+
+// TestHostBenchFlags: bench --host refuses a run too short to count and an unknown preset, naming
+// the flag.
+func TestHostBenchFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--host", "--steps", "1"}, "--steps 1"},
+		{[]string{"bench", "--host", "--print_every", "0"}, "--print_every 0"},
+		{[]string{"bench", "--host", "--presets", "nosuch"}, "--presets"},
+	} {
+		if _, err := runApp(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %s", c.args, err, c.want)
 		}
 	}
 }

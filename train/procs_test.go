@@ -79,7 +79,7 @@ func mpirunChild(mpirun, exe, res string, steps int, fault string) (string, erro
 	if os.Geteuid() == 0 {
 		args = append(args, "--allow-run-as-root")
 	}
-	args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", "-x", "DLF_FAULT", "-x", distChildEnv, exe, "-test.run=^$")
+	args = append(args, "-x", mpiChildEnv, "-x", "DLF_TEST_MNIST", "-x", "DLF_FAULT", "-x", distChildEnv, "-x", "DLF_TEST_COLLECTIVE_TIMEOUT", exe, "-test.run=^$")
 	cmd := exec.Command(mpirun, args...)
 	cmd.Env = append(os.Environ(), mpiChildEnv+"="+res+"|"+strconv.Itoa(steps), "DLF_TEST_MNIST="+mnistDir, "DLF_FAULT="+fault)
 	watchdog := time.AfterFunc(120*time.Second, func() { cmd.Process.Kill() })
@@ -134,6 +134,32 @@ func TestProcessKilled(t *testing.T) {
 		t.Fatalf("resume: %v\n%s", err, out)
 	}
 	sameAsInProcess(t, res, ref, 12)
+}
+
+// TestProcessStuck freezes rank 1 (SIGSTOP) in the middle of step 8 of a two-process MPI run: it is
+// alive, so mpirun sees nothing, and rank 0 blocks in the step's all-reduce. Rank 0's watchdog must
+// abort the job after --collective_timeout (5 s here) with a message saying which step did not
+// complete; MPI_Abort then has mpirun end every rank, the frozen one included. The newest checkpoint
+// (step 6) still loads.
+func TestProcessStuck(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("skipping: no mpirun (Debian: apt-get install openmpi-bin libopenmpi3)")
+	}
+	mnist(t, 32, 16)
+	exe := childBinary(t)
+	res := filepath.Join(t.TempDir(), "mpi")
+	t.Setenv("DLF_TEST_COLLECTIVE_TIMEOUT", "5s")
+	start := time.Now()
+	out, err := mpirunChild(mpirun, exe, res, 12, "rank_step1:stop:8")
+	if err == nil || !strings.Contains(out, "fault: stop at rank_step1") ||
+		!strings.Contains(out, "rank 0: the collectives of step 8 did not complete within 5s (--collective_timeout)") {
+		t.Fatalf("want rank 0 to abort the job after its collective timeout: %v\n%s", err, out)
+	}
+	t.Logf("the job ended %.1fs after it started (rank 1 frozen at step 8, timeout 5s)", time.Since(start).Seconds())
+	if from := newestGood(res); from != 6 {
+		t.Fatalf("newest checkpoint that loads is step %d, want 6", from)
+	}
 }
 
 // TestDistErrors checks the refusals that need no MPI: an unknown --dist, and --dist mpi without

@@ -34,6 +34,9 @@
 // JIT compilation (PTX is only read for its entry headers, ptx.cpp), register counts and occupancy
 // (cuFuncGetAttribute reports 32 registers; the cuOccupancy* entry points are not exported, as in
 // an old driver), memory bandwidth and timing.
+//
+// Counting mode: with DLF_EMU_SKIP_KERNELS=1 every launch is validated but not run, for measuring a
+// step's host side (bin/driver bench --host) on models too large to emulate.
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -559,6 +562,11 @@ EMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz,
     }
   }
   if (getenv("EMU_TRACE")) report("launch %s grid (%u,%u,%u) block (%u,%u,%u)", k.name, gx, gy, gz, bx, by, bz);
+  // Counting mode (DLF_EMU_SKIP_KERNELS=1): the launch is checked as above but its body does not run,
+  // so the host side of a large model's step (launches, synchronisations, allocations, Go time) can
+  // be measured here in seconds; results in device memory are then meaningless.
+  static const bool skip = getenv("DLF_EMU_SKIP_KERNELS") && getenv("DLF_EMU_SKIP_KERNELS")[0] == '1';
+  if (skip) return kSuccess;
   const emu::LaunchResult res = emu::run_grid(k, params, {gx, gy, gz}, {bx, by, bz});
   if (res.code != 0) {
     std::string msg = res.message;

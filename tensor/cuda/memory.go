@@ -278,6 +278,7 @@ func (b *Backend) Upload(dst *tensor.Tensor, src any) {
 // work, and synchronises the stream so that kernel faults surface here. After a failure dst is
 // filled with NaN, so stale numbers are never mistaken for results.
 func (b *Backend) Download(dst any, src *tensor.Tensor) {
+	reads.Add(1)
 	b.run("Download", func() error {
 		p := dptr(src)
 		switch d := dst.(type) {

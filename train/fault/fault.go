@@ -11,7 +11,9 @@
 //   - kind "kill": SIGKILL to the process itself, as `kill -9`, a power cut or the OOM killer does;
 //     nothing after the point runs, no deferred function, no flush;
 //   - kind "interrupt": SIGINT to the process itself, as Ctrl-C does, then a short pause so that the
-//     signal handler has run before the code goes on; the run must then stop gracefully.
+//     signal handler has run before the code goes on; the run must then stop gracefully;
+//   - kind "stop": SIGSTOP to the process itself: alive but silent, as a hung rank is, until a
+//     SIGCONT or a kill (the other ranks' collective timeout must catch it).
 //
 // Only tests build with the tag (train's fault-injection matrix builds bin/driver with it), so no
 // release binary reads DLF_FAULT.

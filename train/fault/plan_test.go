@@ -11,6 +11,7 @@ func TestParsePlan(t *testing.T) {
 		"step:kill":               {Step, "kill", 1},
 		"ckpt_synced:interrupt:4": {CheckpointSynced, "interrupt", 4},
 		"rank_step1:kill:12":      {RankStep + "1", "kill", 12},
+		"rank_step1:stop:3":       {RankStep + "1", "stop", 3},
 	} {
 		p, err := ParsePlan(in)
 		if err != nil || p == nil || *p != want {

@@ -40,9 +40,14 @@ func Point(phase string) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "fault: %s at %s (hit %d)\n", plan.Kind, phase, n)
-	if plan.Kind == "kill" {
+	switch plan.Kind {
+	case "kill":
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way; nothing after the point may run
+	case "stop":
+		// Alive but silent: the process is frozen until someone sends SIGCONT (or kills it).
+		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		return
 	}
 	_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
 	// Give the signal handler time to record the stop, so that the run stops at this phase and not

@@ -144,6 +144,7 @@ func CtxSynchronize() error {
 	if err != nil {
 		return err
 	}
+	counts.syncs.Add(1)
 	if r := call(d.cuCtxSynchronize); r != Success {
 		return newCallError(r, "cuCtxSynchronize", "")
 	}

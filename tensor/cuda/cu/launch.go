@@ -29,6 +29,7 @@ func LaunchKernel(f Function, grid, block Dim3, sharedMem uint32, stream Stream,
 // launchKernel is LaunchKernel on a given driver (tests use their own).
 func (d *driver) launchKernel(f Function, grid, block Dim3, sharedMem uint32, stream Stream, params []unsafe.Pointer) error {
 	var r Result
+	counts.launches.Add(1)
 	// The pointer conversion stays inside the call expression so that
 	// go:uintptrescapes on call keeps params alive for its duration.
 	if len(params) == 0 {

@@ -49,6 +49,7 @@ func MemAlloc(bytes int64) (DevicePtr, error) {
 		return 0, fmt.Errorf("cu: MemAlloc: negative size %d", bytes)
 	}
 	var p uint64
+	counts.allocs.Add(1)
 	if r := call(d.cuMemAlloc, uintptr(unsafe.Pointer(&p)), uintptr(bytes)); r != Success {
 		return 0, newCallError(r, "cuMemAlloc_v2", fmt.Sprintf("%d bytes", bytes))
 	}
@@ -61,6 +62,7 @@ func MemFree(p DevicePtr) error {
 	if err != nil {
 		return err
 	}
+	counts.frees.Add(1)
 	if r := call(d.cuMemFree, uintptr(p)); r != Success {
 		return newCallError(r, "cuMemFree_v2", fmt.Sprintf("%#x", uint64(p)))
 	}
@@ -97,6 +99,7 @@ func MemAllocHost(bytes int) ([]byte, error) {
 	// The driver writes a void* into p; keeping it as unsafe.Pointer (not
 	// uintptr) lets us slice it without a uintptr-to-pointer conversion.
 	var p unsafe.Pointer
+	counts.allocs.Add(1)
 	if r := call(d.cuMemAllocHost, uintptr(unsafe.Pointer(&p)), uintptr(bytes)); r != Success {
 		return nil, newCallError(r, "cuMemAllocHost_v2", fmt.Sprintf("%d bytes", bytes))
 	}
@@ -114,6 +117,7 @@ func MemFreeHost(b []byte) error {
 		return fmt.Errorf("cu: MemFreeHost: empty slice")
 	}
 	p := unsafe.Pointer(unsafe.SliceData(b))
+	counts.frees.Add(1)
 	if r := call(d.cuMemFreeHost, uintptr(p)); r != Success {
 		return newCallError(r, "cuMemFreeHost", fmt.Sprintf("%p", p))
 	}
@@ -131,6 +135,7 @@ func MemcpyHtoD[T Scalar](dst DevicePtr, src []T) error {
 	if err != nil {
 		return err
 	}
+	counts.htod.Add(1)
 	if r := call(d.cuMemcpyHtoD, uintptr(dst), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b))); r != Success {
 		return newCallError(r, "cuMemcpyHtoD_v2", fmt.Sprintf("dst %#x, %d bytes", uint64(dst), len(b)))
 	}
@@ -148,6 +153,7 @@ func MemcpyDtoH[T Scalar](dst []T, src DevicePtr) error {
 	if err != nil {
 		return err
 	}
+	counts.dtoh.Add(1)
 	if r := call(d.cuMemcpyDtoH, uintptr(unsafe.Pointer(&b[0])), uintptr(src), uintptr(len(b))); r != Success {
 		return newCallError(r, "cuMemcpyDtoH_v2", fmt.Sprintf("src %#x, %d bytes", uint64(src), len(b)))
 	}
@@ -164,6 +170,7 @@ func MemcpyDtoD(dst, src DevicePtr, bytes int64) error {
 	if err != nil {
 		return err
 	}
+	counts.dtod.Add(1)
 	if r := call(d.cuMemcpyDtoD, uintptr(dst), uintptr(src), uintptr(bytes)); r != Success {
 		return newCallError(r, "cuMemcpyDtoD_v2", fmt.Sprintf("dst %#x, src %#x, %d bytes", uint64(dst), uint64(src), bytes))
 	}
@@ -183,6 +190,7 @@ func MemcpyHtoDAsync[T Scalar](dst DevicePtr, src []T, s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemcpyHtoDAsync, uintptr(dst), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemcpyHtoDAsync_v2", fmt.Sprintf("dst %#x, %d bytes, stream %#x", uint64(dst), len(b), uintptr(s)))
 	}
@@ -202,6 +210,7 @@ func MemcpyDtoHAsync[T Scalar](dst []T, src DevicePtr, s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&b[0])), uintptr(src), uintptr(len(b)), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemcpyDtoHAsync_v2", fmt.Sprintf("src %#x, %d bytes, stream %#x", uint64(src), len(b), uintptr(s)))
 	}
@@ -218,6 +227,7 @@ func MemcpyDtoDAsync(dst, src DevicePtr, bytes int64, s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemcpyDtoDAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemcpyDtoDAsync_v2", fmt.Sprintf("dst %#x, src %#x, %d bytes, stream %#x", uint64(dst), uint64(src), bytes, uintptr(s)))
 	}
@@ -234,6 +244,7 @@ func MemsetD8Async(dst DevicePtr, v uint8, n int64, s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemsetD8Async, uintptr(dst), uintptr(v), uintptr(n), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemsetD8Async", fmt.Sprintf("dst %#x, value %#x, %d bytes", uint64(dst), v, n))
 	}
@@ -251,6 +262,7 @@ func MemsetD32Async(dst DevicePtr, v uint32, n int64, s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemsetD32Async, uintptr(dst), uintptr(v), uintptr(n), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemsetD32Async", fmt.Sprintf("dst %#x, value %#x, %d words", uint64(dst), v, n))
 	}

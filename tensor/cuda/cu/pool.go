@@ -28,6 +28,7 @@ func MemAllocAsync(bytes int64, s Stream) (DevicePtr, error) {
 		return 0, fmt.Errorf("cu: MemAllocAsync: negative size %d", bytes)
 	}
 	var p uint64
+	counts.allocs.Add(1)
 	if r := call(d.cuMemAllocAsync, uintptr(unsafe.Pointer(&p)), uintptr(bytes), uintptr(s)); r != Success {
 		return 0, newCallError(r, "cuMemAllocAsync", fmt.Sprintf("%d bytes, stream %#x", bytes, uintptr(s)))
 	}
@@ -44,6 +45,7 @@ func MemFreeAsync(p DevicePtr, s Stream) error {
 	if err := optional(d.cuMemFreeAsync, "cuMemFreeAsync"); err != nil {
 		return err
 	}
+	counts.frees.Add(1)
 	if r := call(d.cuMemFreeAsync, uintptr(p), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemFreeAsync", fmt.Sprintf("%#x, stream %#x", uint64(p), uintptr(s)))
 	}
@@ -184,6 +186,7 @@ func MemcpyPeerAsync(dst DevicePtr, dstCtx Context, src DevicePtr, srcCtx Contex
 	if err != nil {
 		return err
 	}
+	counts.async.Add(1)
 	if r := call(d.cuMemcpyPeerAsync, uintptr(dst), uintptr(dstCtx), uintptr(src), uintptr(srcCtx), uintptr(bytes), uintptr(s)); r != Success {
 		return newCallError(r, "cuMemcpyPeerAsync", fmt.Sprintf("dst %#x, src %#x, %d bytes", uint64(dst), uint64(src), bytes))
 	}

@@ -40,6 +40,7 @@ func StreamSynchronize(s Stream) error {
 	if err != nil {
 		return err
 	}
+	counts.syncs.Add(1)
 	if r := call(d.cuStreamSynchronize, uintptr(s)); r != Success {
 		return newCallError(r, "cuStreamSynchronize", fmt.Sprintf("%#x", uintptr(s)))
 	}
@@ -109,6 +110,7 @@ func EventSynchronize(e Event) error {
 	if err != nil {
 		return err
 	}
+	counts.syncs.Add(1)
 	if r := call(d.cuEventSynchronize, uintptr(e)); r != Success {
 		return newCallError(r, "cuEventSynchronize", fmt.Sprintf("%#x", uintptr(e)))
 	}

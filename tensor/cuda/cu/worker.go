@@ -118,6 +118,7 @@ func (w *worker) do(fn func() error) error {
 	if w.onWorker() {
 		return fn()
 	}
+	counts.hops.Add(1)
 	j := jobPool.Get().(*job)
 	j.fn = fn
 	// jobs is unbuffered: a send succeeds only when the worker takes the
