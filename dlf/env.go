@@ -13,6 +13,9 @@ type env struct {
 	cond *autodiff.Var
 	// dataInit makes Glow's actnorms that are not initialised yet set themselves from the batch.
 	dataInit bool
+	// noSync marks work inside a training step's backward, which must not wait for the device
+	// (no checks that read values back).
+	noSync bool
 }
 
 // arena opens an arena on the tape for the layer that calls it: every Var the tape's ops create from

@@ -104,12 +104,19 @@ func (l *invConv) matrix(t *autodiff.Tape, pv vars) (w *autodiff.Var) {
 	return t.MatMul(pv.of(l.perm), t.MatMul(lower, upper, false, false), false, false)
 }
 
-// hostMatrix returns W in float64 on the host (row-major C×C).
-func (l *invConv) hostMatrix(pv vars) []float64 {
-	t := autodiff.NoGrad()
-	close := arena(t)
-	defer close()
-	return l.matrix(t, pv).Value.Float64s()
+// deviceLogDet computes, on w's backend, W⁻ᵀ and the [n] vector of scale·log|det W| (float64
+// Gauss-Jordan inside tensor.InvLogDet, one rounding): nothing is downloaded, so the training step
+// does not wait for the device here. A singular W gives −Inf and a W⁻ᵀ of NaN.
+func deviceLogDet(w *tensor.Tensor, c, n int, scale float64) (invT, ld *tensor.Tensor) {
+	be, dt := w.Backend(), w.DType()
+	invT = tensor.New(be, dt, c, c)
+	lad := tensor.New(be, dt, 1)
+	tensor.InvLogDet(invT, lad, w, scale)
+	// 0 + x is x: broadcasting the scalar over the examples adds no rounding.
+	ld = tensor.Zeros(be, dt, n)
+	tensor.AddT(ld, ld, lad)
+	lad.Release()
+	return invT, ld
 }
 
 // logdet returns the per-example log-determinant H·W·log|det W| as an [n] Var.
@@ -123,28 +130,13 @@ func (l *invConv) logdet(t *autodiff.Tape, pv vars, w *autodiff.Var, n, hw int) 
 		t.Adopt(z)
 		return t.Add(z, ss)
 	}
-	wh := w.Value.Float64s()
-	sign, lad := tensor.Slogdet(wh, l.c)
-	if sign == 0 {
-		lad = math.Inf(-1)
-	}
-	be, dt := w.Value.Backend(), w.Value.DType()
-	out := tensor.Full(be, dt, float64(hw)*lad, n)
+	// d log|det W| / dW = W⁻ᵀ, from the same factorisation, kept for the backward.
+	git, out := deviceLogDet(w.Value, l.c, n, float64(hw))
 	var saved []*tensor.Tensor
 	if t.Recording() && w.RequiresGrad() {
-		// d log|det W| / dW = W⁻ᵀ, computed with the forward's W and kept for the backward.
-		inv, err := tensor.Inverse(wh, l.c)
-		git := tensor.Full(be, dt, math.NaN(), l.c, l.c)
-		if err == nil {
-			tr := make([]float64, len(inv))
-			for i := 0; i < l.c; i++ {
-				for j := 0; j < l.c; j++ {
-					tr[i*l.c+j] = inv[j*l.c+i]
-				}
-			}
-			git.Upload(tr)
-		}
 		saved = []*tensor.Tensor{git}
+	} else {
+		git.Release()
 	}
 	return t.Custom("invconv.logdet", []*autodiff.Var{w}, []*tensor.Tensor{out}, saved,
 		func(c *autodiff.Context, dys []*tensor.Tensor) []*tensor.Tensor {
@@ -172,19 +164,24 @@ func (l *invConv) forward(t *autodiff.Tape, pv vars, x *autodiff.Var) (y, ld *au
 	return y, l.logdet(t, pv, w, n, h*wd)
 }
 
-// inverse computes x = (y − bias)·W⁻¹ with W⁻¹ from a float64 host inverse, and the log-determinant
-// of the inverse map, −H·W·log|det W|.
-func (l *invConv) inverse(pv vars, y *tensor.Tensor) (x, ld *tensor.Tensor, err error) {
+// inverse computes x = (y − bias)·W⁻¹, with W⁻¹ (as W⁻ᵀ) and the log-determinant of the inverse
+// map, −H·W·log|det W|, from tensor.InvLogDet on the device. With check it reads the
+// log-determinant back to refuse a singular W with an error (sampling); without (the recomputing
+// backward of a training step, which must not wait for the device) a singular W yields NaN, which
+// the trainer reports as a non-finite gradient.
+func (l *invConv) inverse(pv vars, y *tensor.Tensor, check bool) (x, ld *tensor.Tensor, err error) {
 	n, h, wd, c := y.Shape().NHWC()
-	wh := l.hostMatrix(pv)
-	inv, err := tensor.Inverse(wh, c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dlf: invertible 1x1 conv: %w", err)
+	t := autodiff.NoGrad()
+	closeW := arena(t)
+	w := l.matrix(t, pv)
+	invT, ld := deviceLogDet(w.Value, c, n, -float64(h*wd))
+	closeW()
+	if check && n > 0 && math.IsInf(ld.Float64s()[0], -1) {
+		invT.Release()
+		ld.Release()
+		return nil, nil, fmt.Errorf("dlf: invertible 1x1 conv: W is singular")
 	}
-	_, lad := tensor.Slogdet(wh, c)
 	be, dt := y.Backend(), y.DType()
-	wi := tensor.New(be, dt, c, c)
-	wi.Upload(inv)
 	src := y
 	if l.bias != noParam {
 		src = tensor.New(be, dt, y.Shape()...)
@@ -193,14 +190,15 @@ func (l *invConv) inverse(pv vars, y *tensor.Tensor) (x, ld *tensor.Tensor, err 
 	s2 := src.Reshape(n*h*wd, c)
 	x = tensor.New(be, dt, n, h, wd, c)
 	x2 := x.Reshape(n*h*wd, c)
-	tensor.Gemm(false, false, 1, s2, wi, 0, x2)
+	// x = s·W⁻¹ = s·(W⁻ᵀ)ᵀ.
+	tensor.Gemm(false, true, 1, s2, invT, 0, x2)
 	x2.Release()
 	s2.Release()
-	wi.Release()
+	invT.Release()
 	if src != y {
 		src.Release()
 	}
-	return x, tensor.Full(be, dt, -float64(h*wd)*lad, n), nil
+	return x, ld, nil
 }
 
 // sumSquares returns Σ ½W² for the L2 term of the objective (dlf-spec §2.7).

@@ -3,6 +3,7 @@ package dlf
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"dlf/autodiff"
@@ -50,7 +51,7 @@ func TestInvConv(t *testing.T) {
 					return ic.forward(e.t, pv, x)
 				},
 				inv: func(e *env, y *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
-					x, ld, err := ic.inverse(u.vars, y)
+					x, ld, err := ic.inverse(u.vars, y, true)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -202,5 +203,40 @@ func TestStepsFloat32Inverse(t *testing.T) {
 			}
 			t.Logf("max |x − inverse(forward(x))| = %.2g", d)
 		})
+	}
+}
+
+// TestInvConvSingular: a singular W (a zero row) gives the forward log-determinant −Inf on every
+// example; the inverse refuses it with an error when asked to check (sampling) and returns NaN
+// without reading anything back when not (a training step's recomputing backward).
+func TestInvConvSingular(t *testing.T) {
+	reg := newRegistry(testBackend(), tensor.Float64, 3)
+	u := reg.unit("s.")
+	ic := newInvConv(u, 4, false, false)
+	w := reg.list[0].Var.Value
+	v := w.Float64s()
+	for j := 0; j < 4; j++ {
+		v[4+j] = 0
+	}
+	w.Upload(v)
+	x := tensor.Full(w.Backend(), tensor.Float64, 0.5, 2, 3, 3, 4)
+	tp := autodiff.NoGrad()
+	_, ld := ic.forward(tp, u.vars, autodiff.NewVar(x))
+	for i, g := range ld.Value.Float64s() {
+		if !math.IsInf(g, -1) {
+			t.Errorf("forward logdet[%d] = %v, want -Inf", i, g)
+		}
+	}
+	if _, _, err := ic.inverse(u.vars, x, true); err == nil || !strings.Contains(err.Error(), "singular") {
+		t.Errorf("checked inverse of a singular W: %v", err)
+	}
+	xi, _, err := ic.inverse(u.vars, x, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range xi.Float64s() {
+		if !math.IsNaN(g) {
+			t.Fatalf("unchecked inverse of a singular W: x[%d] = %v, want NaN", i, g)
+		}
 	}
 }

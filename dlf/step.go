@@ -72,7 +72,7 @@ func (s *step) inverse(e *env, y *tensor.Tensor) (x, ld *tensor.Tensor, err erro
 	} else {
 		z, ld = s.cpl.inverse(e, pv, y)
 	}
-	x, l, err = s.inv.inverse(pv, z)
+	x, l, err = s.inv.inverse(pv, z, !e.noSync)
 	z.Release()
 	if err != nil {
 		ld.Release()
@@ -105,7 +105,7 @@ func (s *step) apply(e *env, x *autodiff.Var, recompute bool) (y, ld *autodiff.V
 		},
 		func(y *tensor.Tensor, _ []*tensor.Tensor) *tensor.Tensor {
 			sub := *e
-			sub.t = autodiff.NoGrad()
+			sub.t, sub.noSync = autodiff.NoGrad(), true
 			x, ld, err := s.inverse(&sub, y)
 			if err != nil {
 				// The forward pass just used W, so it cannot be singular here unless the values

@@ -31,6 +31,7 @@ const (
 	idxGaussBwdF32
 	idxGaussLogpF32
 	idxGaussSampleF32
+	idxInvLogdetF32
 	idxRandNormalF32
 	idxRandUniformF32
 	idxReduceColsF32
@@ -65,7 +66,7 @@ const (
 const maxKernelArgs = 14
 
 // moduleNames lists the PTX modules, one per .cu file, sorted.
-var moduleNames = []string{"collective", "conv", "elementwise", "fill", "flow", "gemm", "layout", "optim", "reduce", "rng"}
+var moduleNames = []string{"collective", "conv", "elementwise", "fill", "flow", "gemm", "layout", "linalg", "optim", "reduce", "rng"}
 
 // Table describes every kernel (sorted by name): where it is defined,
 // its documentation and its C parameters with their Go types and byte sizes.
@@ -515,6 +516,18 @@ var Table = []KernelInfo{
 			{Name: "interleaved", CType: "int", GoType: "int32", Size: 4},
 			{Name: "bounded", CType: "int", GoType: "int32", Size: 4},
 			{Name: "bcast", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "inv_logdet_f32", GoName: "InvLogdetF32", Module: "linalg", Source: "linalg.cu", Line: 16,
+		Doc: "inv_logdet_f32: block b inverts matrix b of w [B,C,C] by Gauss-Jordan elimination with partial\npivoting on the float64 augmented matrix [W | I], held in work[b] (C × 2C doubles, then C factors:\nC reaches 96 for imagenet64, 147 KiB, more than a block's shared memory). It writes W⁻ᵀ into inv\nand scale·log|det W| into logdet[b], both rounded once to float32; a zero pivot gives −Inf and an\ninverse of NaN. The elimination order is the CPU twin's (tensor/cpu/linalg.go): the pivot is the\nfirst row of largest magnitude, rows are swapped, the pivot row is divided by the pivot, then every\nother row i subtracts f_i × the pivot row with f_i read before the update; products are\n__dmul_rn, never contracted into an FMA, so both backends round identically. One thread scans\nfor the pivot (at most C values); the swaps, the division and the elimination are spread over\nthe block.",
+		Params: []ParamInfo{
+			{Name: "inv", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "logdet", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float* __restrict__", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "work", CType: "double*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "c", CType: "int", GoType: "int32", Size: 4},
+			{Name: "scale", CType: "double", GoType: "float64", Size: 8},
 		},
 	},
 	{

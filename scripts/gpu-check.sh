@@ -86,6 +86,9 @@ fi
 [ -x "$BIN/cuda.test" ] && run bench-cuda 90 "$BIN/cuda.test" -test.run NONE -test.bench . -test.benchtime 200ms
 if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
   run driver-bench 90 "$BIN/driver" bench --device cuda --json-out "$LOG/bench.json"
+  # Step accounting (issue 13): launches, host-blocking calls, allocations per training step and the
+  # step's wall time on the GPU, for the presets users train.
+  run bench-host 120 "$BIN/driver" bench --host --presets mnist,cifar10,imagenet64 --steps 9 --print_every 4
   # The ring all-reduce (issue 8): virtual ranks on one GPU unless the machine has several, over
   # peer/device-to-device copies and over pinned host memory.
   for n in 2 4; do

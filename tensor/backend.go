@@ -59,6 +59,12 @@ type Backend interface {
 	// Gemm computes c = alpha·op(a)·op(b) + beta·c for 2-D operands, or for each batch index of 3-D
 	// operands [B, rows, cols]. With beta = 0, c is not read (it may hold NaN).
 	Gemm(transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor)
+	// InvLogDet computes, for each C×C matrix W of w ([B,C,C], or one [C,C]), in float64 by
+	// Gauss-Jordan elimination with partial pivoting: inv = W⁻ᵀ (the shape of w) and
+	// logdet[b] = scale·log|det W| rounded once ([B], or [1]). A zero pivot (a singular W) gives
+	// logdet −Inf and an inverse of NaN. It keeps the invertible 1×1 convolution's log-determinant
+	// and its gradient W⁻ᵀ on the device: no host round trip in the training step.
+	InvLogDet(inv, logdet, w *Tensor, scale float64)
 
 	// Conv2D computes y = conv(x, w) + bias for NHWC x [N,H,W,Cin], HWIO w [K,K,Cin',Cout] and
 	// y [N,H,W,Cout], stride 1, zero "same" padding (K-1)/2; with EdgeBias, Cin' = Cin+1 and the extra

@@ -12,6 +12,29 @@ import (
 // the inverse pass, the LU parameterisation and the orthogonal initialisation. Matrices are row-major
 // n×n slices; the small sizes involved (C ≤ a few hundred) make the host the right place.
 
+// InvLogDet computes inv = W⁻ᵀ and logdet = scale·log|det W| (float64 inside, one rounding) for the
+// matrix w [C,C] (logdet [1]) or each of the batch w [B,C,C] (logdet [B]) on w's backend; see
+// Backend.InvLogDet. A singular W gives −Inf and an inverse of NaN.
+func InvLogDet(inv, logdet, w *Tensor, scale float64) {
+	be := mustSame("InvLogDet", inv, logdet, w)
+	b, c := 1, 0
+	switch len(w.shape) {
+	case 2:
+		c = w.shape[0]
+	case 3:
+		b, c = w.shape[0], w.shape[1]
+	}
+	if c < 1 || w.shape[len(w.shape)-1] != c {
+		panic(fmt.Sprintf("tensor: InvLogDet wants square [C,C] or [B,C,C] matrices, got %v", w.shape))
+	}
+	mustShape("InvLogDet", "inv", inv, w.shape)
+	mustNumel("InvLogDet", "logdet", logdet, b)
+	if SameStorage(inv, w) || SameStorage(logdet, w) || SameStorage(inv, logdet) {
+		panic("tensor: InvLogDet output aliases an input")
+	}
+	be.InvLogDet(inv, logdet, w, scale)
+}
+
 // Slogdet returns the sign and log|det| of the row-major n×n matrix a, via an LU factorisation.
 // A singular matrix gives sign 0 and log|det| = −Inf.
 func Slogdet(a []float64, n int) (sign, logAbsDet float64) {

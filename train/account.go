@@ -62,16 +62,16 @@ func Account(cfg dlf.Config, steps, printEvery int) (*Accounting, error) {
 	}
 	o := DefaultOptions()
 	o.Results, o.Device, o.MaxSteps, o.LogEvery = dir, "cuda", steps, printEvery
-	o.NumEpoch, o.SampleEvery, o.CheckpointEvery = 1, 0, 1000*time.Hour
+	o.NumEpoch, o.SampleEvery, o.CheckpointEvery, o.RefreshEvery = 1, 0, 1000*time.Hour, 0
 	// One epoch longer than the run, so no epoch end (test evaluation, samples) falls inside it.
 	job := Job{Config: cfg, Train: random(cfg.BatchSize * (steps + 2)), Test: random(cfg.BatchSize), Options: o, DataSource: "random images"}
 	acc := &Accounting{Config: cfg, PrintEvery: printEvery}
 	var last cuda.Counters
 	var lastT time.Time
-	hooks := Hooks{Step: func(s StepStats) {
+	hooks := Hooks{StepEnd: func(step int) {
 		now, c := time.Now(), cuda.ReadCounters()
-		if s.Step > 1 {
-			acc.Steps = append(acc.Steps, StepCost{Step: s.Step, Counters: c.Sub(last), Wall: now.Sub(lastT)})
+		if step > 1 {
+			acc.Steps = append(acc.Steps, StepCost{Step: step, Counters: c.Sub(last), Wall: now.Sub(lastT)})
 		}
 		last, lastT = c, now
 	}}

@@ -40,6 +40,14 @@ func (r *Run) Train(ctx context.Context) (Result, error) {
 	r.stop.Store(ctx.Err() != nil)
 	for {
 		res, err := r.loop()
+		r.def.steps, r.def.slots = r.def.steps[:0], 0
+		var rp *replayError
+		if errors.As(err, &rp) {
+			if err := r.replay(rp); err != nil {
+				return Result{Step: r.st.Step}, err
+			}
+			continue
+		}
 		var nf *nonFiniteError
 		if !errors.As(err, &nf) {
 			return res, err
@@ -134,6 +142,9 @@ func (r *Run) budgetReached() string {
 
 // finish saves a checkpoint and says how the run ended.
 func (r *Run) finish(why string) (Result, error) {
+	if err := r.flush(); err != nil {
+		return Result{}, err
+	}
 	if r.st.Step != r.lastSavedStep || r.st.PendingEpochEnd >= 0 {
 		if err := r.save(); err != nil {
 			return Result{}, err
@@ -244,36 +255,40 @@ func (r *Run) loop() (Result, error) {
 		}
 		r.st.Step++
 		r.st.Pos = b.Next
-		r.st.Sums.add(res.loss, res.bits, res.l2, images)
 		clock.images += images
-		if err := r.afterStep(b, res, lr, &clock, src.loader.Stats().WaitFraction()); err != nil {
+		if err := r.afterStep(b, res, images, lr, &clock, src.loader.Stats().WaitFraction()); err != nil {
 			return Result{}, err
+		}
+		if r.hooks.StepEnd != nil {
+			r.hooks.StepEnd(r.st.Step)
 		}
 	}
 }
 
-// afterStep reports a step, logs it, and does the evaluations and checkpoints that fall due.
-func (r *Run) afterStep(b *data.Batch, res stepResult, lr float64, clock *epochClock, wait float64) error {
+// afterStep queues the step's report (deferred.go: processed at once, or at the next flush), and
+// does the evaluations and checkpoints that fall due, each after a flush.
+func (r *Run) afterStep(b *data.Batch, res stepResult, images int, lr float64, clock *epochClock, wait float64) error {
 	epoch := clock.epoch
 	ips := float64(clock.images) / time.Since(clock.start).Seconds()
-	if r.hooks.Step != nil {
-		r.hooks.Step(StepStats{Step: r.st.Step, Epoch: epoch, EpochStep: b.Pos.Index + 1, Loss: res.loss, BitsPerDim: res.bits, ImagesPerSec: ips, DataWait: wait, LR: lr})
+	r.def.steps = append(r.def.steps, pendingStep{step: r.st.Step, epoch: epoch, epochStep: b.Pos.Index + 1, images: images,
+		lr: lr, ips: ips, wait: wait, seconds: r.seconds(), known: !res.deferred, res: res})
+	valid := r.o.ValidEvery > 0 && r.st.Step%r.o.ValidEvery == 0 && !b.EpochEnd
+	due := time.Since(r.lastSave) >= r.o.CheckpointEvery
+	if r.procs != nil {
+		due = r.ddp.agreedSave
 	}
-	if r.st.Step%r.o.LogEvery == 0 || r.st.Step == 1 {
-		if err := r.stepsLog.write(epoch, r.st.Step, res.loss, res.bits, res.l2, lr, ips, wait, r.seconds()); err != nil {
+	printPoint := r.st.Step%r.o.LogEvery == 0 || r.st.Step == 1
+	if r.flushDue(printPoint || valid || b.EpochEnd || due) {
+		if err := r.flush(); err != nil {
 			return err
 		}
 	}
-	if r.o.ValidEvery > 0 && r.st.Step%r.o.ValidEvery == 0 && !b.EpochEnd {
+	if valid {
 		if _, err := r.testRow(epoch); err != nil {
 			return err
 		}
 	}
 	if !b.EpochEnd {
-		due := time.Since(r.lastSave) >= r.o.CheckpointEvery
-		if r.procs != nil {
-			due = r.ddp.agreedSave
-		}
 		if due {
 			return r.save()
 		}
@@ -295,6 +310,8 @@ func (r *Run) afterStep(b *data.Batch, res stepResult, lr float64, clock *epochC
 // stepResult is one step's metrics.
 type stepResult struct {
 	loss, bits, l2 float64
+	// deferred says the metrics are in the device buffer, read at the next flush (deferred.go).
+	deferred bool
 }
 
 // step trains on one batch: preprocess with the next dequantisation noise, forward, backward,
@@ -316,12 +333,14 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 			tp.Release()
 			return err
 		}
-		res.loss = out.Loss.Value.Item()
-		if out.L2 != nil {
-			res.l2 = out.L2.Value.Item()
+		if res.deferred = r.record(&dlfResult{Loss: out.Loss, L2: out.L2}); !res.deferred {
+			res.loss = out.Loss.Value.Item()
+			if out.L2 != nil {
+				res.l2 = out.L2.Value.Item()
+			}
+			res.bits = res.loss - res.l2
 		}
-		res.bits = res.loss - res.l2
-		if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+		if !res.deferred && (math.IsNaN(res.loss) || math.IsInf(res.loss, 0)) {
 			tp.Release()
 			out.Release()
 			bad = true

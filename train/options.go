@@ -43,6 +43,11 @@ type Options struct {
 	KeepCheckpoints int
 	// CheckpointEvery also checkpoints this often within an epoch.
 	CheckpointEvery time.Duration
+	// RefreshEvery bounds how long a CUDA run's step metrics wait on the device before the host
+	// reads them for Hooks.Step (the progress display); steps.csv rows, evaluations and
+	// checkpoints read them anyway. 0 reads them only there, so that steps between print points
+	// never wait for the GPU (deferred.go).
+	RefreshEvery time.Duration
 	// LogEvery is the number of steps between rows of steps.csv (--print_per_steps).
 	LogEvery int
 	// TestEvery is the number of epochs between test-set evaluations (--test_per_epochs).
@@ -61,7 +66,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Results: "results", Device: "cpu", Ranks: 1, NumEpoch: 10000, NaNPolicy: "stop", KeepCheckpoints: 2,
-		CheckpointEvery: 10 * time.Minute, CollectiveTimeout: 30 * time.Minute, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
+		CheckpointEvery: 10 * time.Minute, CollectiveTimeout: 30 * time.Minute, RefreshEvery: time.Second, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
 	}
 }
 
@@ -76,6 +81,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--num_gpus %d: want at least 1", o.Ranks)
 	case o.Dist != "" && o.Dist != "inproc" && o.Dist != "mpi" && o.Dist != "nccl":
 		return fmt.Errorf("--dist %q: want inproc, mpi or nccl", o.Dist)
+	case o.RefreshEvery < 0:
+		return fmt.Errorf("--refresh_every %v is negative", o.RefreshEvery)
 	case o.CollectiveTimeout <= 0:
 		return fmt.Errorf("--collective_timeout %v: want a positive duration", o.CollectiveTimeout)
 	case o.NumEpoch < 1:

@@ -44,8 +44,13 @@ type Hooks struct {
 	Log io.Writer
 	// EpochStart is called when an epoch starts (or resumes at batch done of steps).
 	EpochStart func(epoch, steps, done int)
-	// Step is called after every optimizer step.
+	// Step is called for every optimizer step, in order, with its metrics: at once on the CPU; on
+	// CUDA, whose steps leave their loss on the device, at the next flush (a steps.csv row, an
+	// evaluation, a checkpoint, Options.RefreshEvery).
 	Step func(StepStats)
+	// StepEnd is called when a step and the work that fell due after it (a flush, an evaluation, a
+	// checkpoint) are done, before the next step starts: a clock for timing and accounting.
+	StepEnd func(step int)
 	// Break is called before a line goes to Log, so that a progress display can end its line.
 	Break func()
 	// Samples is called at the end of every Options.SampleEvery-th epoch, after the test
@@ -89,6 +94,11 @@ type Run struct {
 	procs *procs
 	// ckpts are the rolling checkpoints known to load, which KeepCheckpoints counts.
 	ckpts *checkpointSet
+
+	// def holds the steps whose metrics wait for a flush (deferred.go); strictThrough is the last
+	// step of a replay, up to which every step reads its loss at once.
+	def           deferred
+	strictThrough int
 
 	stepsLog, trainLog, testLog *csvLog
 	sessionStart                time.Time
@@ -357,6 +367,14 @@ func (r *Run) Close() error {
 	r.procs = nil
 	if r.dev == nil {
 		return nil
+	}
+	if r.def.buf != nil {
+		_ = r.dev.Do(func() error {
+			r.def.buf.Release()
+			r.def.zero.Release()
+			return nil
+		})
+		r.def.buf, r.def.zero = nil, nil
 	}
 	err := r.dev.Close()
 	r.dev = nil

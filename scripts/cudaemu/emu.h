@@ -184,3 +184,7 @@ static inline float __fdividef(float a, float b) { return a / b; }
 static inline float __saturatef(float x) { return x != x ? 0.0f : fminf(fmaxf(x, 0.0f), 1.0f); }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+// Round-to-nearest products that the CUDA compiler may not contract into an FMA; the emulator is
+// built with -ffp-contract=off, so a plain product is exactly that.
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }

@@ -124,7 +124,7 @@ void pause_briefly(int spins) {
 }
 
 // check returns ncclSuccess while the communicator can go on waiting: not aborted, every peer
-// alive.
+// alive. The caller records a lost peer as the asynchronous error (failed).
 Result check(Comm* c) {
   if (c->aborted.load()) return fail(c, ncclInvalidUsage, "communicator aborted");
   if (c->asyncErr.load() != ncclSuccess) return static_cast<Result>(c->asyncErr.load());
@@ -132,13 +132,18 @@ Result check(Comm* c) {
     if (r == c->rank) continue;
     int pid = c->hdr->pid[r].load();
     if (gone(pid)) {
-      c->asyncErr.store(ncclRemoteError);
       char msg[160];
       snprintf(msg, sizeof msg, "remote process exited or there was a network error: rank %d (pid %d) has exited", r, pid);
       return fail(c, ncclRemoteError, msg);
     }
   }
   return ncclSuccess;
+}
+
+// failed records a lost peer as the communicator's asynchronous error and returns r.
+Result failed(Comm* c, Result r) {
+  if (r == ncclRemoteError) c->asyncErr.store(r);
+  return r;
 }
 
 // barrier returns once every rank has arrived (a sense-reversing counter in the segment).
@@ -153,7 +158,8 @@ Result barrier(Comm* c) {
   for (int spins = 0; h->gen.load() == g; spins++) {
     if (spins % 256 == 0) {
       Result r = check(c);
-      if (r != ncclSuccess) return r;
+      // A peer that completed the barrier and then exited is not a failure of this one.
+      if (r != ncclSuccess && h->gen.load() == g) return failed(c, r);
     }
     pause_briefly(spins);
   }
@@ -353,7 +359,7 @@ EMU_API int ncclAllReduce(const void* send, void* recv, size_t count, int dt, in
   if (es == 0 || dt == ncclFloat16 || dt == ncclBfloat16) return fail(comm, ncclInvalidArgument, "ncclAllReduce: data type " + std::to_string(dt) + " not emulated");
   if (op < ncclSum || op > ncclAvg) return fail(comm, ncclInvalidArgument, "ncclAllReduce: reduction op " + std::to_string(op));
   if (count > 0 && (!send || !recv)) return fail(comm, ncclInvalidArgument, "ncclAllReduce: null buffer");
-  if (Result r = check(comm); r != ncclSuccess) return r;
+  if (Result r = check(comm); r != ncclSuccess) return failed(comm, r);
   size_t per = kSlotBytes / es;
   for (size_t off = 0; off < count; off += per) {
     size_t n = count - off < per ? count - off : per;
@@ -380,7 +386,7 @@ EMU_API int ncclBroadcast(const void* send, void* recv, size_t count, int dt, in
   size_t es = typeSize(dt);
   if (es == 0) return fail(comm, ncclInvalidArgument, "ncclBroadcast: data type " + std::to_string(dt));
   if (root < 0 || root >= comm->nranks) return fail(comm, ncclInvalidArgument, "ncclBroadcast: root " + std::to_string(root));
-  if (Result r = check(comm); r != ncclSuccess) return r;
+  if (Result r = check(comm); r != ncclSuccess) return failed(comm, r);
   size_t per = kSlotBytes / es;
   for (size_t off = 0; off < count; off += per) {
     size_t n = count - off < per ? count - off : per;

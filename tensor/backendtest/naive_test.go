@@ -651,3 +651,29 @@ func (b *naive) AdamStep(o tensor.OptimParams, w, m, v, g *tensor.Tensor) {
 		set(w, i, o.WeightDecay*wv[i]-o.LR*mv[i]/den)
 	}
 }
+
+// InvLogDet with gonum's LU (tensor.Slogdet, tensor.Inverse): an independent factorisation, not the
+// backends' Gauss-Jordan.
+func (b *naive) InvLogDet(inv, logdet, w *tensor.Tensor, scale float64) {
+	sh := w.Shape()
+	c := sh[len(sh)-1]
+	wv := data(w)
+	for m := range len(wv) / (c * c) {
+		mat := wv[m*c*c : (m+1)*c*c]
+		sign, lad := tensor.Slogdet(mat, c)
+		in, err := tensor.Inverse(mat, c)
+		if sign == 0 || err != nil {
+			set(logdet, m, math.Inf(-1))
+			for i := range c * c {
+				set(inv, m*c*c+i, math.NaN())
+			}
+			continue
+		}
+		set(logdet, m, scale*lad)
+		for i := range c {
+			for j := range c {
+				set(inv, m*c*c+j*c+i, in[i*c+j])
+			}
+		}
+	}
+}

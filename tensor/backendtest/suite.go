@@ -37,6 +37,7 @@ var families = []family{
 	{"axpy", runAxpy},
 	{"reduce", runReduce},
 	{"gemm", runGemm},
+	{"linalg", runLinalg},
 	{"conv", runConv},
 	{"rng", runRNG},
 	{"actnorm", runActNorm},

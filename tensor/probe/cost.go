@@ -82,6 +82,15 @@ func costGemm(transA, transB bool, alpha float64, a, b *tensor.Tensor, beta floa
 	return r
 }
 
+// costInvLogDet describes InvLogDet: Gauss-Jordan on [W | I] is C steps of a C×2C rank-one update,
+// 2·C·(C·2C) = 4C³ float64 flops per matrix.
+func costInvLogDet(inv, logdet, w *tensor.Tensor, scale float64) *Record {
+	sh := w.Shape()
+	c := float64(sh[len(sh)-1])
+	batch := float64(w.Numel()) / (c * c)
+	return &Record{Op: "inv_logdet", Inputs: ins(w), Outputs: ins(inv, logdet), Flops: 4 * batch * c * c * c}
+}
+
 // costConv2D describes Conv2D.
 func costConv2D(cp tensor.ConvParams, y, x, w, bias *tensor.Tensor) *Record {
 	return &Record{Op: convName("conv2d", cp), Inputs: ins(x, w, bias), Outputs: ins(y), Flops: convFlops(w, y)}

@@ -99,6 +99,11 @@ func (pb *Backend) Gemm(transA, transB bool, alpha float64, a, b *tensor.Tensor,
 	pb.call(func() { pb.inner.Gemm(transA, transB, alpha, a, b, beta, c) }, func() *Record { return costGemm(transA, transB, alpha, a, b, beta, c) })
 }
 
+// InvLogDet is the inner backend's InvLogDet, run through the hook with costInvLogDet's record.
+func (pb *Backend) InvLogDet(inv, logdet, w *tensor.Tensor, scale float64) {
+	pb.call(func() { pb.inner.InvLogDet(inv, logdet, w, scale) }, func() *Record { return costInvLogDet(inv, logdet, w, scale) })
+}
+
 // Conv2D is the inner backend's Conv2D, run through the hook with costConv2D's record.
 func (pb *Backend) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 	pb.call(func() { pb.inner.Conv2D(p, y, x, w, bias) }, func() *Record { return costConv2D(p, y, x, w, bias) })

@@ -1,0 +1,107 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"dlf/tensor/cuda/cu/gputest"
+)
+
+// trainCUDA trains job on CUDA; strict makes every step read its loss at once (the path the
+// deferral must reproduce).
+func trainCUDA(t *testing.T, job Job, strict bool, hooks Hooks) (Result, error) {
+	t.Helper()
+	job.Device = "cuda"
+	r, err := New(job, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if strict {
+		r.strictThrough = 1 << 40
+	}
+	return r.Train(context.Background())
+}
+
+// TestGPUDeferredMatchesStrict: a CUDA run whose steps leave their losses on the device until a
+// flush (print points every 3 steps, an epoch end, an evaluation every 4 steps, a stop in the middle
+// of a print interval) writes the same steps.csv, train.csv and test.csv rows (clock columns aside)
+// and the same checkpoints, bit for bit, as one whose steps read their losses at once, and reports
+// every step to Hooks.Step in order with the same metrics.
+func TestGPUDeferredMatchesStrict(t *testing.T) {
+	gputest.Device(t)
+	var runs [2]string
+	var seen [2][]StepStats
+	for i, strict := range []bool{false, true} {
+		res := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		job := tinyJob(t, res, 64, 11) // 4 steps per epoch: epoch ends at 4 and 8, the run stops at 11
+		job.LogEvery, job.ValidEvery, job.RefreshEvery, job.SampleEvery = 3, 4, 0, 0
+		hooks := Hooks{Step: func(s StepStats) { seen[i] = append(seen[i], s) }}
+		if _, err := trainCUDA(t, job, strict, hooks); err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = res
+	}
+	for _, f := range []string{"steps.csv", "train.csv", "test.csv"} {
+		if g, w := csvRows(t, filepath.Join(runs[0], f)), csvRows(t, filepath.Join(runs[1], f)); !slices.Equal(g, w) || len(g) == 0 {
+			t.Errorf("%s: deferred\n%v\nstrict\n%v", f, g, w)
+		}
+	}
+	for _, f := range []string{filepath.Join("checkpoints", "step-000000011.safetensors"), "best.safetensors"} {
+		got, want := tensorBytes(t, filepath.Join(runs[0], f)), tensorBytes(t, filepath.Join(runs[1], f))
+		for name, w := range want {
+			if !slices.Equal(got[name], w) {
+				t.Fatalf("%s: tensor %s differs between the deferred and the strict run", f, name)
+			}
+		}
+	}
+	if len(seen[0]) != 11 || len(seen[1]) != 11 {
+		t.Fatalf("Hooks.Step saw %d and %d steps, want 11", len(seen[0]), len(seen[1]))
+	}
+	for k := range seen[0] {
+		a, b := seen[0][k], seen[1][k]
+		if a.Step != k+1 || a.Step != b.Step || a.Loss != b.Loss || a.BitsPerDim != b.BitsPerDim || a.LR != b.LR || a.Epoch != b.Epoch || a.EpochStep != b.EpochStep {
+			t.Errorf("Hooks.Step call %d: deferred %+v, strict %+v", k, a, b)
+		}
+	}
+}
+
+// TestGPUDeferredNonFinite diverges on purpose (learning rate 1e6) with deferred losses: the
+// non-finite loss is found at a flush, after later steps have used it; the run must replay from its
+// newest checkpoint with a check after every step and end exactly as a strict run does — the same
+// step, the same layer, the same checkpoint named — and with lower_lr go on as the strict run does.
+func TestGPUDeferredNonFinite(t *testing.T) {
+	gputest.Device(t)
+	for _, policy := range []string{"stop", "lower_lr"} {
+		var errs [2]string
+		var logs [2]bytes.Buffer
+		for i, strict := range []bool{false, true} {
+			dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+			job := tinyJob(t, dir, 64, 12)
+			job.Config.InitialLR, job.NumEpoch, job.SampleEvery, job.NaNPolicy = 1e6, 3, 0, policy
+			job.LogEvery, job.RefreshEvery = 5, 0
+			_, err := trainCUDA(t, job, strict, Hooks{Log: &logs[i]})
+			if err != nil {
+				errs[i] = strings.ReplaceAll(err.Error(), dir, "RESULTS")
+			}
+		}
+		if errs[0] != errs[1] {
+			t.Errorf("--nan_policy %s: deferred run ended with %q, strict with %q", policy, errs[0], errs[1])
+		}
+		if policy == "stop" && (!strings.Contains(errs[0], "training stopped at step") || !strings.Contains(errs[0], "layer")) {
+			t.Errorf("--nan_policy stop: %q does not name the step and the layer", errs[0])
+		}
+		if !strings.Contains(logs[0].String(), "replaying from") {
+			t.Errorf("--nan_policy %s: the deferred run did not replay:\n%s", policy, logs[0].String())
+		}
+		if policy == "lower_lr" && !strings.Contains(logs[0].String(), "continuing with the learning rate × 0.5") {
+			t.Errorf("--nan_policy lower_lr: the deferred run did not restore and halve the rate:\n%s", logs[0].String())
+		}
+		t.Logf("--nan_policy %s: %s", policy, lastLines(logs[0].String(), 4))
+	}
+}
