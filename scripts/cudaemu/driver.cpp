@@ -37,6 +37,8 @@
 //
 // Counting mode: with DLF_EMU_SKIP_KERNELS=1 every launch is validated but not run, for measuring a
 // step's host side (bin/driver bench --host) on models too large to emulate.
+//
+// Stream capture and graphs are modeled (see cuStreamBeginCapture_v2 at the end of this file).
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -77,6 +79,11 @@ enum : int {
   kIllegalAddress = 700,
   kLaunchFailed = 719,
   kPeerAccessUnsupported = 217,
+  kCaptureUnsupported = 900,
+  kCaptureInvalidated = 901,
+  kCaptureImplicit = 906,
+  kCaptureWrongThread = 908,
+  kIllegalState = 401,
 };
 
 constexpr unsigned long long kTotalMem = 8ull << 30;
@@ -103,6 +110,29 @@ struct Function {
 };
 
 struct Stream { unsigned flags; };
+
+// A captured operation: a kernel launch (its argument values copied at capture time, as the driver
+// copies kernelParams into the graph node), a device-to-device copy or a memset.
+struct Op {
+  enum Kind { kLaunch, kCopy, kMemset8, kMemset32 } kind;
+  struct Function* fn = nullptr;
+  unsigned grid[3] = {0, 0, 0}, block[3] = {0, 0, 0};
+  std::vector<unsigned char> args;  // the parameter values, back to back
+  std::vector<size_t> offsets;      // where each parameter starts in args
+  CUdeviceptr dst = 0, src = 0;
+  size_t n = 0;
+  unsigned value = 0;
+};
+struct Graph { std::vector<Op> ops; };
+struct GraphExec { std::vector<Op> ops; };
+// An active capture of one stream.
+struct Capture {
+  Graph* graph;
+  int mode;
+  pthread_t thread;
+  bool invalid = false;
+  std::string why;
+};
 struct Event {
   unsigned flags;
   bool recorded = false;
@@ -121,6 +151,9 @@ std::set<Module*> modules;
 std::set<Function*> functions;
 std::set<Stream*> streams;
 std::set<Event*> events;
+std::map<Stream*, Capture> captures;  // the streams being captured
+std::set<Graph*> graphs;
+std::set<GraphExec*> execs;
 int pool;                              // the default memory pool's handle is its address
 thread_local void* current = nullptr;  // this OS thread's current context
 const auto t0 = std::chrono::steady_clock::now();
@@ -208,7 +241,37 @@ void reset() {
   streams.clear();
   for (Event* e : events) delete e;
   events.clear();
+  for (auto& c : captures) delete c.second.graph;
+  captures.clear();
+  for (Graph* gr : graphs) delete gr;
+  graphs.clear();
+  for (GraphExec* ex : execs) delete ex;
+  execs.clear();
   sticky = 0;
+}
+
+// capturing returns the capture of stream s, or null.
+Capture* capturing(void* s) {
+  auto it = captures.find((Stream*)s);
+  return it == captures.end() ? nullptr : &it->second;
+}
+
+// unsafe is called by calls that a capture forbids (allocation, frees, synchronisation, synchronous
+// copies): with a capture active in Global or ThreadLocal mode (ThreadLocal: in this thread), it
+// invalidates that capture and returns code, as the driver does; otherwise kSuccess.
+CUresult unsafe(const char* fn, CUresult code) {
+  CUresult r = kSuccess;
+  for (auto& c : captures) {
+    Capture& cp = c.second;
+    if (cp.mode == 2 || (cp.mode == 1 && !pthread_equal(cp.thread, pthread_self()))) continue;
+    if (!cp.invalid) {
+      cp.invalid = true;
+      cp.why = std::string(fn) + " during stream capture";
+      report("%s: not permitted while a stream is capturing; the capture is invalidated", fn);
+    }
+    r = code;
+  }
+  return r;
 }
 
 // ctx_check is the prologue of every call that needs a current context.
@@ -248,6 +311,7 @@ const ErrorText kErrors[] = {
     {217, "CUDA_ERROR_PEER_ACCESS_UNSUPPORTED", "peer access is not supported between these two devices"},
     {218, "CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"},
     {400, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {401, "CUDA_ERROR_ILLEGAL_STATE", "the operation is not permitted in the current state"},
     {500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
     {600, "CUDA_ERROR_NOT_READY", "device not ready"},
     {700, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
@@ -255,6 +319,10 @@ const ErrorText kErrors[] = {
     {704, "CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED", "peer access is already enabled"},
     {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
     {801, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
+    {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
+    {901, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", "operation failed due to a previous error during capture"},
+    {906, "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT", "operation would make the legacy stream depend on a capturing blocking stream"},
+    {908, "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD", "attempt to terminate a thread-local capture sequence from another thread"},
     {999, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
 
@@ -404,7 +472,8 @@ EMU_API CUresult cuCtxGetCurrent(void** c) {
 
 EMU_API CUresult cuCtxSynchronize() {
   std::lock_guard<std::mutex> g(mu);
-  return ctx_check();
+  if (CUresult r = ctx_check()) return r;
+  return unsafe("cuCtxSynchronize", kCaptureUnsupported);
 }
 
 EMU_API CUresult cuModuleLoadDataEx(void** out, const void* image, unsigned n, int* opts, void** vals) {
@@ -530,6 +599,8 @@ EMU_API CUresult cuFuncSetAttribute(void* fn, int attr, int value) {
   return kSuccess;
 }
 
+CUresult run_launch(Function* f, void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz);
+
 EMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                                 unsigned shmem, void* stream, void** params, void** extra) {
   std::lock_guard<std::mutex> g(mu);
@@ -565,6 +636,27 @@ EMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz,
   // Counting mode (DLF_EMU_SKIP_KERNELS=1): the launch is checked as above but its body does not run,
   // so the host side of a large model's step (launches, synchronisations, allocations, Go time) can
   // be measured here in seconds; results in device memory are then meaningless.
+  if (Capture* c = capturing(stream)) {
+    if (c->invalid) return kCaptureInvalidated;
+    Op op;
+    op.kind = Op::kLaunch;
+    op.fn = f;
+    op.grid[0] = gx, op.grid[1] = gy, op.grid[2] = gz;
+    op.block[0] = bx, op.block[1] = by, op.block[2] = bz;
+    for (int i = 0; i < k.nparams; i++) {
+      op.offsets.push_back(op.args.size());
+      const unsigned char* v = (const unsigned char*)params[i];
+      op.args.insert(op.args.end(), v, v + k.sizes[i]);
+    }
+    c->graph->ops.push_back(std::move(op));
+    return kSuccess;
+  }
+  return run_launch(f, params, gx, gy, gz, bx, by, bz);
+}
+
+// run_launch runs a checked launch (or, in counting mode, does not).
+CUresult run_launch(Function* f, void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+  const emu::Kernel& k = *f->kernel;
   static const bool skip = getenv("DLF_EMU_SKIP_KERNELS") && getenv("DLF_EMU_SKIP_KERNELS")[0] == '1';
   if (skip) return kSuccess;
   const emu::LaunchResult res = emu::run_grid(k, params, {gx, gy, gz}, {bx, by, bz});
@@ -585,12 +677,14 @@ EMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz,
 EMU_API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t size) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuMemAlloc", kCaptureUnsupported)) return r;
   return alloc(p, size, false);
 }
 
 EMU_API CUresult cuMemFree_v2(CUdeviceptr p) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuMemFree", kCaptureUnsupported)) return r;
   return release(p, false);
 }
 
@@ -619,18 +713,21 @@ EMU_API CUresult cuMemFreeHost(void* p) {
 EMU_API CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* s, size_t n) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuMemcpyHtoD", kCaptureImplicit)) return r;
   return copy((void*)d, true, s, false, n, "cuMemcpyHtoD");
 }
 
 EMU_API CUresult cuMemcpyDtoH_v2(void* d, CUdeviceptr s, size_t n) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuMemcpyDtoH", kCaptureImplicit)) return r;
   return copy(d, false, (const void*)s, true, n, "cuMemcpyDtoH");
 }
 
 EMU_API CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuMemcpyDtoD", kCaptureImplicit)) return r;
   return copy((void*)d, true, (const void*)s, true, n, "cuMemcpyDtoD");
 }
 
@@ -638,6 +735,14 @@ EMU_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, vo
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
   if (!stream_ok(st)) return kInvalidHandle;
+  if (Capture* c = capturing(st)) {
+    // Host memory in a graph is read or written at each launch; dlf's graphs keep host traffic out
+    // (inputs are copied in before a launch), so the emulator refuses it instead of modeling it.
+    c->invalid = true;
+    c->why = "cuMemcpyHtoDAsync on the capturing stream";
+    report("cuMemcpyHtoDAsync: host copies are not captured; the capture is invalidated");
+    return kCaptureUnsupported;
+  }
   return copy((void*)d, true, s, false, n, "cuMemcpyHtoDAsync");
 }
 
@@ -645,6 +750,14 @@ EMU_API CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
   if (!stream_ok(st)) return kInvalidHandle;
+  if (Capture* c = capturing(st)) {
+    // Host memory in a graph is read or written at each launch; dlf's graphs keep host traffic out
+    // (inputs are copied in before a launch), so the emulator refuses it instead of modeling it.
+    c->invalid = true;
+    c->why = "cuMemcpyDtoHAsync on the capturing stream";
+    report("cuMemcpyDtoHAsync: host copies are not captured; the capture is invalidated");
+    return kCaptureUnsupported;
+  }
   return copy(d, false, (const void*)s, true, n, "cuMemcpyDtoHAsync");
 }
 
@@ -652,6 +765,14 @@ EMU_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, vo
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
   if (!stream_ok(st)) return kInvalidHandle;
+  if (Capture* c = capturing(st)) {
+    if (c->invalid) return kCaptureInvalidated;
+    if (n > 0 && (!find(d, n) || !find(s, n))) return kInvalidValue;
+    Op op;
+    op.kind = Op::kCopy, op.dst = d, op.src = s, op.n = n;
+    c->graph->ops.push_back(op);
+    return kSuccess;
+  }
   return copy((void*)d, true, (const void*)s, true, n, "cuMemcpyDtoDAsync");
 }
 
@@ -661,6 +782,13 @@ EMU_API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void*
   if (!stream_ok(st)) return kInvalidHandle;
   if (n == 0) return kSuccess;
   if (!find(d, n)) return kInvalidValue;
+  if (Capture* c = capturing(st)) {
+    if (c->invalid) return kCaptureInvalidated;
+    Op op;
+    op.kind = Op::kMemset8, op.dst = d, op.n = n, op.value = v;
+    c->graph->ops.push_back(op);
+    return kSuccess;
+  }
   memset((void*)d, v, n);
   return kSuccess;
 }
@@ -671,6 +799,13 @@ EMU_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, void* st)
   if (!stream_ok(st)) return kInvalidHandle;
   if (n == 0) return kSuccess;
   if (d % 4 != 0 || n > (size_t)-1 / 4 || !find(d, 4 * n)) return kInvalidValue;
+  if (Capture* c = capturing(st)) {
+    if (c->invalid) return kCaptureInvalidated;
+    Op op;
+    op.kind = Op::kMemset32, op.dst = d, op.n = n, op.value = v;
+    c->graph->ops.push_back(op);
+    return kSuccess;
+  }
   unsigned* q = (unsigned*)d;
   for (size_t i = 0; i < n; i++) q[i] = v;
   return kSuccess;
@@ -697,12 +832,14 @@ EMU_API CUresult cuStreamDestroy_v2(void* s) {
 EMU_API CUresult cuStreamSynchronize(void* s) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuStreamSynchronize", kCaptureUnsupported)) return r;
   return stream_ok(s) ? kSuccess : kInvalidHandle;
 }
 
 EMU_API CUresult cuStreamQuery(void* s) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuStreamQuery", kCaptureUnsupported)) return r;
   return stream_ok(s) ? kSuccess : kInvalidHandle;
 }
 
@@ -736,6 +873,7 @@ EMU_API CUresult cuEventRecord(void* e, void* s) {
 EMU_API CUresult cuEventSynchronize(void* e) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  if (CUresult r = unsafe("cuEventSynchronize", kCaptureUnsupported)) return r;
   return events.count((Event*)e) ? kSuccess : kInvalidHandle;
 }
 
@@ -831,6 +969,7 @@ EMU_API CUresult cuMemAllocAsync(CUdeviceptr* p, size_t size, void* st) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
   if (!stream_ok(st)) return kInvalidHandle;
+  if (capturing(st)) return kCaptureUnsupported;  // allocation nodes are not emulated
   return alloc(p, size, false);
 }
 
@@ -839,4 +978,124 @@ EMU_API CUresult cuMemFreeAsync(CUdeviceptr p, void* st) {
   if (CUresult r = ctx_check()) return r;
   if (!stream_ok(st)) return kInvalidHandle;
   return release(p, false);
+}
+
+// Stream capture and graphs. A capture records the launches, device copies and memsets queued on
+// its stream (nothing runs); the calls a capture forbids invalidate it (unsafe()); EndCapture hands
+// the recorded operations over as a graph; a launch of its instantiation runs them in order on the
+// launching thread, with the argument values of capture time. Captured pointer arguments are
+// checked again at each launch, so a graph that names memory freed since capture faults like any
+// wild pointer (sticky CUDA_ERROR_ILLEGAL_ADDRESS). Not modeled: memory-allocation nodes, host
+// copies (refused during capture), graph update, child graphs and cross-stream capture joins.
+EMU_API CUresult cuStreamBeginCapture_v2(void* s, int mode) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (s == nullptr || !stream_ok(s)) return kCaptureUnsupported;  // not on the legacy stream
+  if (mode < 0 || mode > 2) return kInvalidValue;
+  if (capturing(s)) return kCaptureUnsupported;
+  Capture c{new Graph, mode, pthread_self(), false, std::string()};
+  captures.emplace((Stream*)s, std::move(c));
+  return kSuccess;
+}
+
+EMU_API CUresult cuStreamEndCapture(void* s, void** graph) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (!graph) return kInvalidValue;
+  *graph = nullptr;
+  Capture* c = capturing(s);
+  if (!c) return kIllegalState;
+  if (c->mode != 2 && !pthread_equal(c->thread, pthread_self())) return kCaptureWrongThread;
+  Graph* gr = c->graph;
+  bool invalid = c->invalid;
+  captures.erase((Stream*)s);
+  if (invalid) {
+    delete gr;
+    return kCaptureInvalidated;
+  }
+  graphs.insert(gr);
+  *graph = gr;
+  return kSuccess;
+}
+
+EMU_API CUresult cuStreamIsCapturing(void* s, int* status) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (!status || !stream_ok(s)) return kInvalidValue;
+  Capture* c = capturing(s);
+  *status = c == nullptr ? 0 : (c->invalid ? 2 : 1);
+  return kSuccess;
+}
+
+EMU_API CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long flags) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (!exec || !graphs.count((Graph*)graph)) return kInvalidValue;
+  if (flags != 0) return kInvalidValue;  // AUTO_FREE_ON_LAUNCH etc. concern allocation nodes
+  GraphExec* ex = new GraphExec{((Graph*)graph)->ops};
+  execs.insert(ex);
+  *exec = ex;
+  return kSuccess;
+}
+
+EMU_API CUresult cuGraphLaunch(void* exec, void* s) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  GraphExec* ex = (GraphExec*)exec;
+  if (!execs.count(ex) || !stream_ok(s)) return kInvalidHandle;
+  if (capturing(s)) return kCaptureUnsupported;  // child graphs are not emulated
+  for (Op& op : ex->ops) {
+    switch (op.kind) {
+      case Op::kLaunch: {
+        const emu::Kernel& k = *op.fn->kernel;
+        if (!functions.count(op.fn)) return kInvalidHandle;
+        std::vector<void*> params(k.nparams);
+        for (int i = 0; i < k.nparams; i++) {
+          params[i] = op.args.data() + op.offsets[i];
+          if (!((k.ptrMask >> i) & 1)) continue;
+          const CUdeviceptr p = *(const CUdeviceptr*)params[i];
+          if (p != 0 && !find(p, 0)) {
+            report("%s (graph replay): pointer parameter %d = %#llx is %s: sticky CUDA_ERROR_ILLEGAL_ADDRESS", k.name, i, p,
+                   describe(p).c_str());
+            sticky = kIllegalAddress;
+            return kSuccess;
+          }
+        }
+        CUresult r = run_launch(op.fn, params.data(), op.grid[0], op.grid[1], op.grid[2], op.block[0], op.block[1], op.block[2]);
+        if (r != kSuccess) return r;
+        if (sticky) return kSuccess;
+        break;
+      }
+      case Op::kCopy:
+        if (CUresult r = copy((void*)op.dst, true, (const void*)op.src, true, op.n, "cuMemcpyDtoDAsync (graph replay)")) return r;
+        break;
+      case Op::kMemset8:
+        if (!find(op.dst, op.n)) return kInvalidValue;
+        memset((void*)op.dst, (int)op.value, op.n);
+        break;
+      case Op::kMemset32: {
+        if (!find(op.dst, 4 * op.n)) return kInvalidValue;
+        unsigned* q = (unsigned*)op.dst;
+        for (size_t i = 0; i < op.n; i++) q[i] = op.value;
+        break;
+      }
+    }
+  }
+  return kSuccess;
+}
+
+EMU_API CUresult cuGraphExecDestroy(void* exec) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (!execs.erase((GraphExec*)exec)) return kInvalidHandle;
+  delete (GraphExec*)exec;
+  return kSuccess;
+}
+
+EMU_API CUresult cuGraphDestroy(void* graph) {
+  std::lock_guard<std::mutex> g(mu);
+  if (CUresult r = ctx_check()) return r;
+  if (!graphs.erase((Graph*)graph)) return kInvalidHandle;
+  delete (Graph*)graph;
+  return kSuccess;
 }

@@ -17,6 +17,24 @@ type buffer struct {
 	ptr   cu.DevicePtr
 	class int64
 	n     int
+	// pool is the graph pool the block belongs to (graph.go), nil for the general cache.
+	pool *graphPool
+}
+
+// graphPool holds the blocks a captured graph names: those handed out or freed during its capture.
+// While the graph lives they never return to the general cache, so no eager op can be given memory
+// that a replay writes (PyTorch's private graph pools play the same part).
+type graphPool struct {
+	free   map[int64][]cu.DevicePtr
+	closed bool
+}
+
+// freeList is the pool's free lists (nil for no pool).
+func (p *graphPool) freeList() map[int64][]cu.DevicePtr {
+	if p == nil {
+		return nil
+	}
+	return p.free
 }
 
 // Bytes is the size of the block in bytes (its size class).
@@ -65,6 +83,8 @@ type allocator struct {
 	// wait blocks until the stream has finished all queued work: a cached block may still be named
 	// by a queued kernel, so it is given back to the driver only after that (set by the backend).
 	wait func() error
+	// capture is the pool of the graph being captured, nil outside a capture.
+	capture *graphPool
 }
 
 // get returns a block of at least n bytes (n > 0): a cached one of the same class when there is one,
@@ -73,16 +93,24 @@ type allocator struct {
 func (a *allocator) get(n int64) (*buffer, error) {
 	cls := classSize(n)
 	a.mu.Lock()
-	if l := a.free[cls]; len(l) > 0 {
-		p := l[len(l)-1]
-		a.free[cls] = l[:len(l)-1]
-		a.stats.Cached -= cls
-		a.take(cls)
-		a.stats.Reuses++
-		a.mu.Unlock()
-		return &buffer{ptr: p, class: cls}, nil
+	pool := a.capture
+	// During a capture: the graph's own blocks first, then the general cache (the block joins the
+	// graph), never the driver (an allocation is not permitted while capturing).
+	for _, free := range [2]map[int64][]cu.DevicePtr{pool.freeList(), a.free} {
+		if l := free[cls]; len(l) > 0 {
+			p := l[len(l)-1]
+			free[cls] = l[:len(l)-1]
+			a.stats.Cached -= cls
+			a.take(cls)
+			a.stats.Reuses++
+			a.mu.Unlock()
+			return &buffer{ptr: p, class: cls, pool: pool}, nil
+		}
 	}
 	a.mu.Unlock()
+	if pool != nil {
+		return nil, fmt.Errorf("allocate %s during a graph capture: no cached block of class %s (run the captured work once eagerly first, so that the allocator holds every block it needs)", fmtBytes(n), fmtBytes(cls))
+	}
 	p, err := cu.MemAlloc(cls)
 	if errors.Is(err, cu.ErrorOutOfMemory) {
 		a.mu.Lock()
@@ -123,12 +151,38 @@ func (a *allocator) put(b *buffer) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.stats.InUse -= b.class
+	a.stats.Cached += b.class
+	pool := b.pool
+	if pool == nil {
+		pool = a.capture // a block freed during a capture may be named by the graph
+	}
+	if pool != nil && !pool.closed {
+		if pool.free == nil {
+			pool.free = map[int64][]cu.DevicePtr{}
+		}
+		pool.free[b.class] = append(pool.free[b.class], b.ptr)
+		return
+	}
 	if a.free == nil {
 		a.free = map[int64][]cu.DevicePtr{}
 	}
 	a.free[b.class] = append(a.free[b.class], b.ptr)
-	a.stats.InUse -= b.class
-	a.stats.Cached += b.class
+}
+
+// closePool returns a graph's free blocks to the general cache; its blocks still held by live
+// tensors go there when those are freed.
+func (a *allocator) closePool(p *graphPool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p.closed = true
+	if a.free == nil {
+		a.free = map[int64][]cu.DevicePtr{}
+	}
+	for cls, l := range p.free {
+		a.free[cls] = append(a.free[cls], l...)
+	}
+	p.free = nil
 }
 
 // releaseCached gives every cached block back to the driver, after the stream has drained.

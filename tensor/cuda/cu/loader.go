@@ -73,10 +73,12 @@ type driver struct {
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventQuery, cuEventDestroy         uintptr
 	cuEventElapsedTime                                                                     uintptr
 
-	cuMemAllocAsync, cuMemFreeAsync, cuDeviceGetDefaultMemPool           uintptr
-	cuMemPoolSetAttribute, cuMemPoolTrimTo, cuMemPoolSetAccess           uintptr
-	cuDeviceCanAccessPeer, cuCtxEnablePeerAccess, cuCtxDisablePeerAccess uintptr
-	cuMemcpyPeerAsync                                                    uintptr
+	cuMemAllocAsync, cuMemFreeAsync, cuDeviceGetDefaultMemPool            uintptr
+	cuStreamBeginCapture, cuStreamEndCapture, cuStreamIsCapturing         uintptr
+	cuGraphInstantiate, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy uintptr
+	cuMemPoolSetAttribute, cuMemPoolTrimTo, cuMemPoolSetAccess            uintptr
+	cuDeviceCanAccessPeer, cuCtxEnablePeerAccess, cuCtxDisablePeerAccess  uintptr
+	cuMemcpyPeerAsync                                                     uintptr
 
 	// Optional (bound best-effort).
 	cuOccupancyMaxActiveBlocksPerMultiprocessor, cuOccupancyMaxPotentialBlockSize uintptr
@@ -156,6 +158,17 @@ func (d *driver) symbols() []symbol {
 		{"cuOccupancyMaxActiveBlocksPerMultiprocessor", &d.cuOccupancyMaxActiveBlocksPerMultiprocessor, true},
 		{"cuOccupancyMaxPotentialBlockSize", &d.cuOccupancyMaxPotentialBlockSize, true},
 		{"cuDevicePrimaryCtxSetFlags_v2", &d.cuDevicePrimaryCtxSetFlags, true},
+		// CUDA graphs (graph.go), optional: a driver without them runs eagerly. The versioned
+		// names are the ABI that matches graph.go's calls (graphs-tf32-mpi-nccl.md §1.2): the
+		// unsuffixed cuStreamBeginCapture takes no mode and the older cuGraphInstantiate five
+		// arguments, so a call through them would misread its arguments.
+		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture, true},
+		{"cuStreamEndCapture", &d.cuStreamEndCapture, true},
+		{"cuStreamIsCapturing", &d.cuStreamIsCapturing, true},
+		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiate, true},
+		{"cuGraphLaunch", &d.cuGraphLaunch, true},
+		{"cuGraphExecDestroy", &d.cuGraphExecDestroy, true},
+		{"cuGraphDestroy", &d.cuGraphDestroy, true},
 	}
 }
 
