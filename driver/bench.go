@@ -38,6 +38,7 @@ func benchCommand() *cli.Command {
 		&cli.StringFlag{Name: "presets", Value: "mnist,cifar10,imagenet64", Usage: "the presets of --host, comma-separated"},
 		&cli.IntFlag{Name: "steps", Value: 8, Usage: "training steps of --host (the first is not counted: it fills the allocator)"},
 		&cli.IntFlag{Name: "print_every", Value: 4, Usage: "--host: steps between print points (steps.csv rows)"},
+		&cli.BoolFlag{Name: "cuda_graph", Value: true, Usage: "--host: replay each step's forward and backward as a CUDA graph (as train does by default)"},
 	)
 	for _, f := range configFlags() {
 		flags = append(flags, f.flag)

@@ -34,7 +34,7 @@ func runHostBench(c *cli.Context) error {
 		if err := configError(cfg.Validate()); err != nil {
 			return err
 		}
-		acc, err := train.Account(cfg, steps, every)
+		acc, err := train.Account(cfg, steps, every, c.Bool("cuda_graph"))
 		if err != nil {
 			return fmt.Errorf("--host, preset %s: %w", name, err)
 		}

@@ -51,6 +51,7 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
 		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
 		&cli.StringFlag{Name: "dist", Value: "auto", Usage: "how data-parallel ranks run: inproc (every rank in this process); mpi (one process per rank under mpirun -np N or srun, gradients averaged by Open MPI; rank 0 writes the results); nccl (one GPU process per rank under mpirun, torchrun or srun, gradients averaged by NCCL on the GPUs); or auto (under a launcher: nccl with --device cuda when NCCL loads, else mpi; without one: inproc)"},
+		&cli.BoolFlag{Name: "cuda_graph", Value: true, Usage: "on one CUDA device, capture the training step's forward and backward pass once and replay it as one CUDA graph per step (--cuda_graph=false: launch every op from Go; the numbers are the same bits)"},
 		&cli.DurationFlag{Name: "refresh_every", Value: time.Second, Usage: "on CUDA, read the steps' losses for the progress line at most this often (0: only at --print_per_steps rows); every read waits for the GPU, steps between reads never do"},
 		&cli.DurationFlag{Name: "collective_timeout", Value: 30 * time.Minute, Usage: "with one process per rank, abort the job when a step's collectives wait this long for another rank (a lost rank is caught at once by the launcher or the rendezvous; this catches a stuck one); must exceed rank 0's test evaluation"},
 		&cli.BoolFlag{Name: "virtual_gpus", Usage: "with --device cuda, put all --num_gpus replicas on GPU 0 (own streams and memory): data-parallel training on a one-GPU machine, for testing"},
@@ -130,7 +131,7 @@ func parseTrainOpts(c *cli.Context) (*trainPlan, error) {
 		NaNPolicy: c.String("nan_policy"), KeepCheckpoints: c.Int("keep_checkpoints"), CheckpointEvery: c.Duration("checkpoint_every"),
 		LogEvery: c.Int("print_per_steps"), TestEvery: c.Int("test_per_epochs"), ValidEvery: c.Int("valid_per_steps"),
 		SampleEvery: c.Int("sample_per_epochs"), Workers: c.Int("workers"), Ranks: c.Int("num_gpus"), VirtualGPUs: c.Bool("virtual_gpus"),
-		Dist: distMode(c.String("dist"), kind), CollectiveTimeout: c.Duration("collective_timeout"), RefreshEvery: c.Duration("refresh_every"),
+		Dist: distMode(c.String("dist"), kind), CollectiveTimeout: c.Duration("collective_timeout"), RefreshEvery: c.Duration("refresh_every"), CUDAGraph: c.Bool("cuda_graph"),
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err

@@ -35,10 +35,11 @@ type Accounting struct {
 
 // Account trains cfg from scratch on CUDA for steps steps on random images (no data on disk, no
 // test evaluation, no epoch end, checkpoints only at the start and the end, a print point every
-// printEvery steps) and returns the cost of every step but the first. It is how the step engine's
+// printEvery steps), with each step replayed as a CUDA graph or run eagerly, and returns the cost of
+// every step but the first. It is how the step engine's
 // host round trips are counted, without a GPU on the emulator: `bin/driver bench --host`, and the
 // tests that keep the count from creeping back.
-func Account(cfg dlf.Config, steps, printEvery int) (*Accounting, error) {
+func Account(cfg dlf.Config, steps, printEvery int, graph bool) (*Accounting, error) {
 	if steps < 2 || printEvery < 1 {
 		return nil, fmt.Errorf("train: accounting needs at least 2 steps and a print interval ≥ 1 (got %d, %d)", steps, printEvery)
 	}
@@ -62,7 +63,7 @@ func Account(cfg dlf.Config, steps, printEvery int) (*Accounting, error) {
 	}
 	o := DefaultOptions()
 	o.Results, o.Device, o.MaxSteps, o.LogEvery = dir, "cuda", steps, printEvery
-	o.NumEpoch, o.SampleEvery, o.CheckpointEvery, o.RefreshEvery = 1, 0, 1000*time.Hour, 0
+	o.NumEpoch, o.SampleEvery, o.CheckpointEvery, o.RefreshEvery, o.CUDAGraph = 1, 0, 1000*time.Hour, 0, graph
 	// One epoch longer than the run, so no epoch end (test evaluation, samples) falls inside it.
 	job := Job{Config: cfg, Train: random(cfg.BatchSize * (steps + 2)), Test: random(cfg.BatchSize), Options: o, DataSource: "random images"}
 	acc := &Accounting{Config: cfg, PrintEvery: printEvery}

@@ -30,25 +30,37 @@ func TestGPUStepAccounting(t *testing.T) {
 		}
 		cfg.Depth, cfg.Width, cfg.BatchSize, cfg.InvConv = 1, 8, 4, c.invconv
 		const printEvery = 3
-		acc, err := Account(cfg, 7, printEvery)
-		if err != nil {
-			t.Fatal(err)
+		var eagerLaunches uint64
+		for _, graph := range []bool{false, true} {
+			acc, err := Account(cfg, 9, printEvery, graph)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range acc.Steps {
+				k := s.Counters
+				if graph && s.Step < 5 {
+					continue // the eager warm-up, the capture, the allocator's adjustment
+				}
+				var want uint64 // host-blocking calls and downloads
+				if s.Step%printEvery == 0 {
+					want = 1 // the flush
+				}
+				var graphs uint64
+				if graph {
+					graphs = 1
+				}
+				if k.Blocking() != want || k.Reads != want || k.Allocs != 0 || k.Frees != 0 || k.Hops != 1+want || k.GraphLaunches != graphs {
+					t.Errorf("%s (graph %v) step %d: %d host-blocking calls, %d downloads, %d allocations, %d frees, %d hand-offs, %d graph launches; want %d, %d, 0, 0, %d, %d",
+						c.preset, graph, s.Step, k.Blocking(), k.Reads, k.Allocs, k.Frees, k.Hops, k.GraphLaunches, want, want, 1+want, graphs)
+				}
+			}
+			last := acc.Steps[len(acc.Steps)-1].Counters.Launches
+			if !graph {
+				eagerLaunches = last
+			} else if 2*last >= eagerLaunches {
+				t.Errorf("%s: a replayed step launches %d kernels besides the graph, an eager one %d", c.preset, last, eagerLaunches)
+			}
+			t.Logf("%s (%s invconv, %d layers, graph %v): %d launches per step, no host-blocking call between print points", c.preset, c.invconv, cfg.Levels*cfg.Depth, graph, last)
 		}
-		layers := cfg.Levels * cfg.Depth
-		for _, s := range acc.Steps {
-			k := s.Counters
-			var want uint64 // host-blocking calls and downloads
-			if s.Step%printEvery == 0 {
-				want = 1 // the flush
-			}
-			if k.Blocking() != want || k.Reads != want || k.Allocs != 0 || k.Frees != 0 || k.Hops != 1+want {
-				t.Errorf("%s step %d: %d host-blocking calls, %d downloads, %d allocations, %d frees, %d hand-offs; want %d, %d, 0, 0, %d",
-					c.preset, s.Step, k.Blocking(), k.Reads, k.Allocs, k.Frees, k.Hops, want, want, 1+want)
-			}
-			if k.Launches == 0 {
-				t.Errorf("%s step %d: no kernel launches counted", c.preset, s.Step)
-			}
-		}
-		t.Logf("%s (%s invconv, %d layers): %d launches per step, no host-blocking call between print points", c.preset, c.invconv, layers, acc.Steps[0].Counters.Launches)
 	}
 }

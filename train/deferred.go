@@ -21,7 +21,6 @@ import (
 	"math"
 	"time"
 
-	"dlf/autodiff"
 	"dlf/tensor"
 )
 
@@ -60,22 +59,22 @@ func (r *Run) ensureDeferred() {
 	}
 }
 
-// record queues the copies of a step's loss and L2 term into the next slot; call inside the
-// device's Do. It returns false when the step must read its loss itself (strict, or the buffer is
-// full).
-func (r *Run) record(out *dlfResult) bool {
-	if !r.defers() || r.st.Step+1 <= r.strictThrough || r.def.slots >= deferCap {
+// record queues the copies of a step's loss and L2 term (nil: none) into the next slot; call
+// inside the device's Do. It returns false when the step must read its loss itself (strict, or the
+// buffer is full).
+func (r *Run) record(loss, l2 *tensor.Tensor) bool {
+	if !r.defers() || r.strict() || r.def.slots >= deferCap {
 		return false
 	}
 	r.ensureDeferred()
 	k := r.def.slots
-	loss := out.Loss.Value.Reshape(1, 1)
-	tensor.CopyChannels(r.def.buf, 2*k, loss, 0, 1)
-	loss.Release()
-	if out.L2 != nil {
-		l2 := out.L2.Value.Reshape(1, 1)
-		tensor.CopyChannels(r.def.buf, 2*k+1, l2, 0, 1)
-		l2.Release()
+	lv := loss.Reshape(1, 1)
+	tensor.CopyChannels(r.def.buf, 2*k, lv, 0, 1)
+	lv.Release()
+	if l2 != nil {
+		v := l2.Reshape(1, 1)
+		tensor.CopyChannels(r.def.buf, 2*k+1, v, 0, 1)
+		v.Release()
 	} else {
 		tensor.CopyChannels(r.def.buf, 2*k+1, r.def.zero, 0, 1)
 	}
@@ -83,8 +82,8 @@ func (r *Run) record(out *dlfResult) bool {
 	return true
 }
 
-// dlfResult is the part of a forward result the deferral needs.
-type dlfResult struct{ Loss, L2 *autodiff.Var }
+// strict reports whether the next step must read its loss at once (a replay up to a bad step).
+func (r *Run) strict() bool { return r.st.Step+1 <= r.strictThrough }
 
 // flushDue reports whether the steps so far must be processed now.
 func (r *Run) flushDue(printPoint bool) bool {

@@ -12,6 +12,7 @@ import (
 	"dlf/autodiff"
 	"dlf/data"
 	"dlf/dlf"
+	"dlf/tensor"
 	"dlf/train/fault"
 )
 
@@ -318,6 +319,11 @@ type stepResult struct {
 // optimizer and EMA update, all as one unit of device work. A non-finite loss leaves the model
 // untouched and returns a *nonFiniteError naming the layer.
 func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
+	if r.graphs() {
+		if res, ran, err := r.graphStep(b, lr); err != nil || ran {
+			return res, err
+		}
+	}
 	var res stepResult
 	var next uint64
 	bad := false
@@ -333,7 +339,11 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 			tp.Release()
 			return err
 		}
-		if res.deferred = r.record(&dlfResult{Loss: out.Loss, L2: out.L2}); !res.deferred {
+		var l2 *tensor.Tensor
+		if out.L2 != nil {
+			l2 = out.L2.Value
+		}
+		if res.deferred = r.record(out.Loss.Value, l2); !res.deferred {
 			res.loss = out.Loss.Value.Item()
 			if out.L2 != nil {
 				res.l2 = out.L2.Value.Item()
@@ -372,6 +382,7 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 		return res, &nonFiniteError{step: r.st.Step + 1, loss: res.loss, where: where}
 	}
 	r.st.NoiseOffset = next
+	r.eagerSteps++
 	return res, nil
 }
 

@@ -48,6 +48,10 @@ type Options struct {
 	// checkpoints read them anyway. 0 reads them only there, so that steps between print points
 	// never wait for the GPU (deferred.go).
 	RefreshEvery time.Duration
+	// CUDAGraph replays each training step's forward and backward pass as one CUDA graph on a
+	// single CUDA device (--cuda_graph; graphstep.go); off, every op is launched from Go. Losses,
+	// parameters and checkpoints are the same bits either way.
+	CUDAGraph bool
 	// LogEvery is the number of steps between rows of steps.csv (--print_per_steps).
 	LogEvery int
 	// TestEvery is the number of epochs between test-set evaluations (--test_per_epochs).
@@ -66,7 +70,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Results: "results", Device: "cpu", Ranks: 1, NumEpoch: 10000, NaNPolicy: "stop", KeepCheckpoints: 2,
-		CheckpointEvery: 10 * time.Minute, CollectiveTimeout: 30 * time.Minute, RefreshEvery: time.Second, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
+		CheckpointEvery: 10 * time.Minute, CollectiveTimeout: 30 * time.Minute, RefreshEvery: time.Second, CUDAGraph: true, LogEvery: 100, TestEvery: 1, SampleEvery: 1, Workers: 2,
 	}
 }
 

@@ -99,6 +99,11 @@ type Run struct {
 	// step of a replay, up to which every step reads its loss at once.
 	def           deferred
 	strictThrough int
+	// sg is the captured step (graphstep.go); graphFailures counts failed captures, eagerSteps the
+	// eager steps of this session (a capture needs one first).
+	sg                        *stepGraph
+	staticX, staticCond       *tensor.Tensor // the graph's inputs, kept across capture attempts
+	graphFailures, eagerSteps int
 
 	stepsLog, trainLog, testLog *csvLog
 	sessionStart                time.Time
@@ -367,6 +372,17 @@ func (r *Run) Close() error {
 	r.procs = nil
 	if r.dev == nil {
 		return nil
+	}
+	if r.sg != nil || r.staticX != nil {
+		_ = r.dev.Do(func() error {
+			if r.sg != nil {
+				r.sg.release() // releases the static inputs too
+			} else {
+				release(r.staticX, r.staticCond)
+			}
+			return nil
+		})
+		r.sg, r.staticX, r.staticCond = nil, nil, nil
 	}
 	if r.def.buf != nil {
 		_ = r.dev.Do(func() error {

@@ -1,0 +1,164 @@
+package train
+
+// One CUDA graph replay per step (issue 13, Options.CUDAGraph). The forward and backward pass — all
+// but a few dozen of a step's thousands of kernel launches — are captured once into a CUDA graph
+// (cuda.Backend.Capture) and replayed every step with one driver call: the host no longer pays
+// Go, the tape and a launch per op. What changes from step to step stays outside the graph, as
+// eager ops around the replay: the batch (preprocessed with its dequantisation noise, then copied
+// into the graph's static input), the copy of the loss into the deferred-metrics buffer, the
+// optimizer step (its bias-corrected learning rate is a kernel argument) and the EMA update. The
+// gradients are the graph's static outputs: the optimizer reads them through views attached to
+// the parameters for the update.
+//
+// The first step of a session runs eagerly, so that the caching allocator holds every block the
+// capture needs (a capture may not allocate from the driver); the capture then happens at the next
+// step and that step replays it at once. A capture that fails — an op reading a value back, a
+// block not cached yet, a driver without graphs — leaves the backend as it was: the step runs
+// eagerly, and after three failures the run says why once and stays eager. Steps that must read
+// their loss at once (a replay after a non-finite loss) run eagerly too.
+
+import (
+	"fmt"
+
+	"dlf/autodiff"
+	"dlf/data"
+	"dlf/tensor"
+	"dlf/tensor/cuda"
+	"dlf/train/fault"
+)
+
+// graphAttempts is how many captures may fail (typically for blocks the allocator did not hold
+// yet) before the run stays eager.
+const graphAttempts = 3
+
+// stepGraph is the captured forward and backward pass with its static tensors.
+type stepGraph struct {
+	g        *cuda.Graph
+	x, cond  *tensor.Tensor   // inputs, filled before each replay
+	loss, l2 *tensor.Tensor   // outputs (views that keep the captured tensors alive)
+	grads    []*tensor.Tensor // per optimizer parameter: its gradient (nil without one)
+	params   []*autodiff.Var
+}
+
+func (sg *stepGraph) release() {
+	if sg == nil {
+		return
+	}
+	if sg.g != nil {
+		_ = sg.g.Close()
+	}
+	release(sg.x, sg.cond, sg.loss, sg.l2)
+	release(sg.grads...)
+	sg.x, sg.cond = nil, nil
+}
+
+// graphs reports whether this step should run as a graph replay.
+func (r *Run) graphs() bool {
+	return r.o.CUDAGraph && r.defers() && !r.strict() && r.graphFailures < graphAttempts && r.eagerSteps > 0
+}
+
+// graphStep is Run.step as a graph replay: preprocess the batch eagerly, copy it into the static
+// input, replay (capturing first if needed), record the loss, and update.
+func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
+	var res stepResult
+	var next uint64
+	ran := false
+	err := r.dev.Do(func() error {
+		x, cond, off, err := batchInput(r.m, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
+		if err != nil {
+			return err
+		}
+		defer release(x, cond)
+		if r.sg == nil {
+			if r.sg, err = r.capture(x, cond); err != nil {
+				r.graphFailures++
+				if r.graphFailures == graphAttempts {
+					r.say("cuda graph: %v; training runs eagerly\n", err)
+				}
+				return nil // this step runs eagerly
+			}
+		}
+		sg := r.sg
+		tensor.Copy(sg.x, x)
+		if cond != nil {
+			tensor.Copy(sg.cond, cond)
+		}
+		sg.g.Replay()
+		if res.deferred = r.record(sg.loss, sg.l2); !res.deferred {
+			return fmt.Errorf("internal error: a graph step could not defer its loss")
+		}
+		for i, v := range sg.params {
+			if sg.grads[i] != nil {
+				v.Grad = sg.grads[i].Reshape(sg.grads[i].Shape()...)
+			}
+		}
+		fault.Point(fault.Step)
+		r.opt.Step(lr)
+		r.opt.ZeroGrad()
+		if r.ema != nil {
+			r.ema.Update()
+		}
+		next, ran = off, true
+		return r.dev.Backend.Err()
+	})
+	if err != nil {
+		return res, ran, fmt.Errorf("step %d: %w", r.st.Step+1, err)
+	}
+	if ran {
+		r.st.NoiseOffset = next
+	}
+	return res, ran, nil
+}
+
+// capture records the forward and backward pass on static copies of this step's inputs. The
+// static inputs outlive a failed capture: the eager step that follows then runs with them
+// allocated, so the allocator caches one more block of their size for the next attempt.
+func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
+	if r.staticX == nil {
+		r.staticX = tensor.Clone(x)
+		if cond != nil {
+			r.staticCond = tensor.Clone(cond)
+		}
+	} else {
+		tensor.Copy(r.staticX, x)
+		if cond != nil {
+			tensor.Copy(r.staticCond, cond)
+		}
+	}
+	sg := &stepGraph{x: r.staticX, cond: r.staticCond}
+	ps := r.m.OptimParams()
+	sg.params = make([]*autodiff.Var, len(ps))
+	sg.grads = make([]*tensor.Tensor, len(ps))
+	for i, p := range ps {
+		sg.params[i] = p.Var
+	}
+	r.opt.ZeroGrad()
+	g, err := r.dev.GPU.Capture(func() error {
+		tp := autodiff.NewTape()
+		out, err := r.m.Forward(tp, sg.x, sg.cond)
+		if err != nil {
+			tp.Release()
+			return err
+		}
+		sg.loss = out.Loss.Value.Reshape(out.Loss.Value.Shape()...)
+		if out.L2 != nil {
+			sg.l2 = out.L2.Value.Reshape(out.L2.Value.Shape()...)
+		}
+		err = tp.Backward(out.Loss)
+		out.Release()
+		for i, v := range sg.params {
+			if v.Grad != nil {
+				sg.grads[i] = v.Grad.Reshape(v.Grad.Shape()...)
+			}
+		}
+		r.opt.ZeroGrad()
+		return err
+	})
+	if err != nil {
+		release(sg.loss, sg.l2)
+		release(sg.grads...)
+		return nil, err
+	}
+	sg.g = g
+	return sg, nil
+}
