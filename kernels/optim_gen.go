@@ -6,7 +6,7 @@ package kernels
 
 import "dlf/tensor/cuda/cu"
 
-// AdamStepF32 launches adam_step_f32 (optim.cu:11):
+// AdamStepF32 launches adam_step_f32 (optim.cu:29):
 //
 //	void adam_step_f32(float* w, float* m, float* v, const float* g, long long n, int kind, float lr, float b1, float omb1, float b2, float omb2, float eps, float wd)
 //
@@ -29,4 +29,32 @@ func (k *Kernels) AdamStepF32(stream cu.Stream, grid, block cu.Dim3, shmem uint3
 	k.args.f32(11, eps)
 	k.args.f32(12, wd)
 	return k.launch(idxAdamStepF32, stream, grid, block, shmem, 13)
+}
+
+// AdamStepLrF32 launches adam_step_lr_f32 (optim.cu:38):
+//
+//	void adam_step_lr_f32(float* w, float* m, float* v, const float* g, long long n, int kind, const float* __restrict__ lr, float b1, float omb1, float b2, float omb2, float eps, float wd)
+//
+// adam_step_lr_f32 is adam_step_f32 with the learning rate read from device memory (lr[0]), so that
+// a captured update (a CUDA graph) takes the rate written before each replay.
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) AdamStepLrF32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, w cu.DevicePtr, m cu.DevicePtr, v cu.DevicePtr, g cu.DevicePtr, n int64, kind int32, lr cu.DevicePtr, b1 float32, omb1 float32, b2 float32, omb2 float32, eps float32, wd float32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, w)
+	k.args.ptr(1, m)
+	k.args.ptr(2, v)
+	k.args.ptr(3, g)
+	k.args.i64(4, n)
+	k.args.i32(5, kind)
+	k.args.ptr(6, lr)
+	k.args.f32(7, b1)
+	k.args.f32(8, omb1)
+	k.args.f32(9, b2)
+	k.args.f32(10, omb2)
+	k.args.f32(11, eps)
+	k.args.f32(12, wd)
+	return k.launch(idxAdamStepLrF32, stream, grid, block, shmem, 13)
 }

@@ -7,6 +7,7 @@ const (
 	idxActnormBwdFinishF32 = iota
 	idxActnormFwdF32
 	idxAdamStepF32
+	idxAdamStepLrF32
 	idxAffineBwdF32
 	idxAffineBwdPcFinishF32
 	idxAffineFwdF32
@@ -102,7 +103,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "adam_step_f32", GoName: "AdamStepF32", Module: "optim", Source: "optim.cu", Line: 11,
+		Name: "adam_step_f32", GoName: "AdamStepF32", Module: "optim", Source: "optim.cu", Line: 29,
 		Params: []ParamInfo{
 			{Name: "w", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "m", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -111,6 +112,25 @@ var Table = []KernelInfo{
 			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
 			{Name: "kind", CType: "int", GoType: "int32", Size: 4},
 			{Name: "lr", CType: "float", GoType: "float32", Size: 4},
+			{Name: "b1", CType: "float", GoType: "float32", Size: 4},
+			{Name: "omb1", CType: "float", GoType: "float32", Size: 4},
+			{Name: "b2", CType: "float", GoType: "float32", Size: 4},
+			{Name: "omb2", CType: "float", GoType: "float32", Size: 4},
+			{Name: "eps", CType: "float", GoType: "float32", Size: 4},
+			{Name: "wd", CType: "float", GoType: "float32", Size: 4},
+		},
+	},
+	{
+		Name: "adam_step_lr_f32", GoName: "AdamStepLrF32", Module: "optim", Source: "optim.cu", Line: 38,
+		Doc: "adam_step_lr_f32 is adam_step_f32 with the learning rate read from device memory (lr[0]), so that\na captured update (a CUDA graph) takes the rate written before each replay.",
+		Params: []ParamInfo{
+			{Name: "w", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "m", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "v", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "g", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "kind", CType: "int", GoType: "int32", Size: 4},
+			{Name: "lr", CType: "const float* __restrict__", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "b1", CType: "float", GoType: "float32", Size: 4},
 			{Name: "omb1", CType: "float", GoType: "float32", Size: 4},
 			{Name: "b2", CType: "float", GoType: "float32", Size: 4},

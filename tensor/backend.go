@@ -261,9 +261,13 @@ const (
 
 // OptimParams are the scalars of one optimizer step. LR is the effective rate for this step, with any
 // bias correction already applied by the caller (the reference's lr·√(1−β2^t)/(1−β1^t), spec §3.1).
-// WeightDecay is the reference's multiplicative factor (1 = off).
+// WeightDecay is the reference's multiplicative factor (1 = off). LRTensor, when set, is a [1]
+// tensor of the step's backend from which the update reads its rate on the device instead of LR, so
+// that a captured update (a CUDA graph) takes a new rate at each replay: the value in the tensor is
+// the rate rounded to the tensor's dtype, exactly what LR becomes as a float32 kernel argument.
 type OptimParams struct {
 	Kind                  OptimKind
 	LR, Beta1, Beta2, Eps float64
 	WeightDecay           float64
+	LRTensor              *Tensor
 }

@@ -436,7 +436,10 @@ func GaussianSample(g GaussianParams, z, eps, p, alpha, beta *Tensor) {
 
 // AdamStep updates w, m, v in place from g (all the same shape).
 func AdamStep(o OptimParams, w, m, v, g *Tensor) {
-	be := mustSame("AdamStep", w, m, v, g)
+	be := mustSame("AdamStep", w, m, v, g, o.LRTensor)
+	if o.LRTensor != nil {
+		mustNumel("AdamStep", "LRTensor", o.LRTensor, 1)
+	}
 	mustShape("AdamStep", "m", m, w.shape)
 	mustShape("AdamStep", "v", v, w.shape)
 	mustShape("AdamStep", "g", g, w.shape)

@@ -101,6 +101,17 @@ func (a *Accounting) Between() []StepCost {
 	return out
 }
 
+// MedianHost is the median of the steps' wall time minus the time inside cuGraphLaunch: the host's
+// own time per step on the emulator, where that call runs the replay (on a GPU it only queues it).
+func MedianHost(steps []StepCost) time.Duration {
+	h := make([]StepCost, len(steps))
+	for i, s := range steps {
+		h[i] = s
+		h[i].Wall -= time.Duration(s.Counters.GraphLaunchNanos)
+	}
+	return MedianWall(h)
+}
+
 // MedianWall is the median wall time of steps.
 func MedianWall(steps []StepCost) time.Duration {
 	if len(steps) == 0 {

@@ -1,14 +1,13 @@
 package train
 
-// One CUDA graph replay per step (issue 13, Options.CUDAGraph). The forward and backward pass — all
-// but a few dozen of a step's thousands of kernel launches — are captured once into a CUDA graph
-// (cuda.Backend.Capture) and replayed every step with one driver call: the host no longer pays
-// Go, the tape and a launch per op. What changes from step to step stays outside the graph, as
-// eager ops around the replay: the batch (preprocessed with its dequantisation noise, then copied
-// into the graph's static input), the copy of the loss into the deferred-metrics buffer, the
-// optimizer step (its bias-corrected learning rate is a kernel argument) and the EMA update. The
-// gradients are the graph's static outputs: the optimizer reads them through views attached to
-// the parameters for the update.
+// One CUDA graph replay per step (issue 13, Options.CUDAGraph). The whole update — forward, backward,
+// the optimizer step and the EMA update — is captured once into a CUDA graph
+// (cuda.Backend.Capture) and replayed every step with one driver call: the host no longer pays Go,
+// the tape and a launch per op. What changes from step to step stays outside the graph: the batch
+// (preprocessed with its dequantisation noise, then copied into the graph's static input), the
+// bias-corrected learning rate (optim.Optimizer.Advance, uploaded into a one-element tensor that the
+// captured optimizer kernels read: OptimParams.LRTensor) and the copy of the loss into the
+// deferred-metrics buffer.
 //
 // The first step of a session runs eagerly, so that the caching allocator holds every block the
 // capture needs (a capture may not allocate from the driver); the capture then happens at the next
@@ -31,13 +30,12 @@ import (
 // yet) before the run stays eager.
 const graphAttempts = 3
 
-// stepGraph is the captured forward and backward pass with its static tensors.
+// stepGraph is the captured step with its static tensors.
 type stepGraph struct {
 	g        *cuda.Graph
-	x, cond  *tensor.Tensor   // inputs, filled before each replay
-	loss, l2 *tensor.Tensor   // outputs (views that keep the captured tensors alive)
-	grads    []*tensor.Tensor // per optimizer parameter: its gradient (nil without one)
-	params   []*autodiff.Var
+	x, cond  *tensor.Tensor // inputs, filled before each replay
+	lr       *tensor.Tensor // the step's bias-corrected learning rate, written before each replay
+	loss, l2 *tensor.Tensor // outputs (views that keep the captured tensors alive)
 }
 
 func (sg *stepGraph) release() {
@@ -47,9 +45,8 @@ func (sg *stepGraph) release() {
 	if sg.g != nil {
 		_ = sg.g.Close()
 	}
-	release(sg.x, sg.cond, sg.loss, sg.l2)
-	release(sg.grads...)
-	sg.x, sg.cond = nil, nil
+	release(sg.x, sg.cond, sg.lr, sg.loss, sg.l2)
+	sg.x, sg.cond, sg.lr = nil, nil, nil
 }
 
 // graphs reports whether this step should run as a graph replay.
@@ -71,6 +68,7 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 		defer release(x, cond)
 		if r.sg == nil {
 			if r.sg, err = r.capture(x, cond); err != nil {
+				r.opt.ZeroGrad()
 				r.graphFailures++
 				if r.graphFailures == graphAttempts {
 					r.say("cuda graph: %v; training runs eagerly\n", err)
@@ -83,20 +81,11 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 		if cond != nil {
 			tensor.Copy(sg.cond, cond)
 		}
+		sg.lr.Upload([]float64{r.opt.Advance(lr)})
+		fault.Point(fault.Step)
 		sg.g.Replay()
 		if res.deferred = r.record(sg.loss, sg.l2); !res.deferred {
 			return fmt.Errorf("internal error: a graph step could not defer its loss")
-		}
-		for i, v := range sg.params {
-			if sg.grads[i] != nil {
-				v.Grad = sg.grads[i].Reshape(sg.grads[i].Shape()...)
-			}
-		}
-		fault.Point(fault.Step)
-		r.opt.Step(lr)
-		r.opt.ZeroGrad()
-		if r.ema != nil {
-			r.ema.Update()
 		}
 		next, ran = off, true
 		return r.dev.Backend.Err()
@@ -110,28 +99,18 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 	return res, ran, nil
 }
 
-// capture records the forward and backward pass on static copies of this step's inputs. The
-// static inputs outlive a failed capture: the eager step that follows then runs with them
-// allocated, so the allocator caches one more block of their size for the next attempt.
+// capture records the step on static copies of this step's inputs. The static inputs outlive a
+// failed capture: the eager step that follows then runs with them allocated, so the allocator
+// caches one more block of their size for the next attempt.
 func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
 	if r.staticX == nil {
 		r.staticX = tensor.Clone(x)
 		if cond != nil {
 			r.staticCond = tensor.Clone(cond)
 		}
-	} else {
-		tensor.Copy(r.staticX, x)
-		if cond != nil {
-			tensor.Copy(r.staticCond, cond)
-		}
+		r.staticLR = tensor.Zeros(x.Backend(), x.DType(), 1)
 	}
-	sg := &stepGraph{x: r.staticX, cond: r.staticCond}
-	ps := r.m.OptimParams()
-	sg.params = make([]*autodiff.Var, len(ps))
-	sg.grads = make([]*tensor.Tensor, len(ps))
-	for i, p := range ps {
-		sg.params[i] = p.Var
-	}
+	sg := &stepGraph{x: r.staticX, cond: r.staticCond, lr: r.staticLR}
 	r.opt.ZeroGrad()
 	g, err := r.dev.GPU.Capture(func() error {
 		tp := autodiff.NewTape()
@@ -146,19 +125,21 @@ func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
 		}
 		err = tp.Backward(out.Loss)
 		out.Release()
-		for i, v := range sg.params {
-			if v.Grad != nil {
-				sg.grads[i] = v.Grad.Reshape(v.Grad.Shape()...)
-			}
-		}
+		r.opt.ApplyFrom(sg.lr)
 		r.opt.ZeroGrad()
+		if r.ema != nil {
+			r.ema.Update()
+		}
 		return err
 	})
 	if err != nil {
 		release(sg.loss, sg.l2)
-		release(sg.grads...)
 		return nil, err
 	}
 	sg.g = g
+	// The graph keeps its own blocks; what the eager warm-up step left cached goes back to the
+	// driver, so the step's memory is not held twice (a failure is recorded on the backend and
+	// surfaces at the next op).
+	_ = r.dev.GPU.EmptyCache()
 	return sg, nil
 }

@@ -103,6 +103,7 @@ type Run struct {
 	// eager steps of this session (a capture needs one first).
 	sg                        *stepGraph
 	staticX, staticCond       *tensor.Tensor // the graph's inputs, kept across capture attempts
+	staticLR                  *tensor.Tensor
 	graphFailures, eagerSteps int
 
 	stepsLog, trainLog, testLog *csvLog
@@ -378,11 +379,11 @@ func (r *Run) Close() error {
 			if r.sg != nil {
 				r.sg.release() // releases the static inputs too
 			} else {
-				release(r.staticX, r.staticCond)
+				release(r.staticX, r.staticCond, r.staticLR)
 			}
 			return nil
 		})
-		r.sg, r.staticX, r.staticCond = nil, nil, nil
+		r.sg, r.staticX, r.staticCond, r.staticLR = nil, nil, nil, nil
 	}
 	if r.def.buf != nil {
 		_ = r.dev.Do(func() error {

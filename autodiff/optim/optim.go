@@ -133,6 +133,30 @@ func (o *Optimizer) Step(lr float64) {
 	}
 }
 
+// Advance starts the next update without queuing it: it counts the step and returns its
+// bias-corrected rate for base rate lr. ApplyFrom then queues the update, reading that rate from a
+// device tensor: a captured ApplyFrom (a CUDA graph) is replayed every step, and Advance with an
+// upload of its rate runs before each replay. Advance then ApplyFrom is Step, bit for bit, when the
+// rate is written into a float32 tensor.
+func (o *Optimizer) Advance(lr float64) float64 {
+	o.step++
+	return o.BiasCorrectedLR(lr, o.step)
+}
+
+// ApplyFrom queues the update of every parameter with a gradient, its rate read from the [1]
+// tensor lr when the update runs.
+func (o *Optimizer) ApplyFrom(lr *tensor.Tensor) {
+	p := tensor.OptimParams{
+		Kind: o.cfg.Kind, LRTensor: lr,
+		Beta1: o.cfg.Beta1, Beta2: o.cfg.Beta2, Eps: o.cfg.Eps, WeightDecay: o.cfg.WeightDecay,
+	}
+	for i, prm := range o.params {
+		if g := prm.Var.Grad; g != nil {
+			tensor.AdamStep(p, prm.Var.Value, o.m[i], o.v[i], g)
+		}
+	}
+}
+
 // ZeroGrad releases every parameter's gradient.
 func (o *Optimizer) ZeroGrad() {
 	for _, p := range o.params {

@@ -637,6 +637,9 @@ func (b *naive) GaussianSample(g tensor.GaussianParams, z, eps, p, alpha, beta *
 }
 
 func (b *naive) AdamStep(o tensor.OptimParams, w, m, v, g *tensor.Tensor) {
+	if o.LRTensor != nil {
+		o.LR = data(o.LRTensor)[0]
+	}
 	wv, mv, vv, gv := data(w), data(m), data(v), data(g)
 	for i := range wv {
 		set(m, i, o.Beta1*mv[i]+(1-o.Beta1)*gv[i])

@@ -16,6 +16,13 @@ func (b *Backend) AdamStep(o tensor.OptimParams, w, m, v, g *tensor.Tensor) {
 	if o.Kind != tensor.Adam && o.Kind != tensor.Adamax {
 		panic(fmt.Sprintf("cpu: unknown optimizer kind %d", o.Kind))
 	}
+	if o.LRTensor != nil {
+		if is32(o.LRTensor) {
+			o.LR = float64(data[float32](o.LRTensor)[0])
+		} else {
+			o.LR = data[float64](o.LRTensor)[0]
+		}
+	}
 	if is32(w) {
 		adamStep(b, o, data[float32](w), data[float32](m), data[float32](v), data[float32](g))
 	} else {

@@ -23,8 +23,10 @@ type Counters struct {
 	// Hops is Device.Do calls made from another thread than the device's worker: each is a hand-off
 	// to the worker and a wait for it (a round trip between goroutines, not a GPU wait).
 	Hops uint64
-	// GraphLaunches is cuGraphLaunch calls: one replays a whole captured graph.
-	GraphLaunches uint64
+	// GraphLaunches is cuGraphLaunch calls: one replays a whole captured graph. GraphLaunchNanos is
+	// the time spent inside them: on a GPU the call only queues the graph, on the CUDA emulator it
+	// runs the whole replay, which a host-time measurement there must leave out.
+	GraphLaunches, GraphLaunchNanos uint64
 }
 
 // Blocking is the calls that make the host wait for the device: synchronisations and synchronous
@@ -37,12 +39,12 @@ func (c Counters) Sub(o Counters) Counters {
 		Launches: c.Launches - o.Launches, Syncs: c.Syncs - o.Syncs,
 		CopiesDtoH: c.CopiesDtoH - o.CopiesDtoH, CopiesHtoD: c.CopiesHtoD - o.CopiesHtoD, CopiesDtoD: c.CopiesDtoD - o.CopiesDtoD,
 		AsyncCopies: c.AsyncCopies - o.AsyncCopies, Allocs: c.Allocs - o.Allocs, Frees: c.Frees - o.Frees, Hops: c.Hops - o.Hops,
-		GraphLaunches: c.GraphLaunches - o.GraphLaunches,
+		GraphLaunches: c.GraphLaunches - o.GraphLaunches, GraphLaunchNanos: c.GraphLaunchNanos - o.GraphLaunchNanos,
 	}
 }
 
 var counts struct {
-	launches, syncs, dtoh, htod, dtod, async, allocs, frees, hops, graphs atomic.Uint64
+	launches, syncs, dtoh, htod, dtod, async, allocs, frees, hops, graphs, graphNanos atomic.Uint64
 }
 
 // ReadCounters returns the counts since the process started.
@@ -51,6 +53,6 @@ func ReadCounters() Counters {
 		Launches: counts.launches.Load(), Syncs: counts.syncs.Load(),
 		CopiesDtoH: counts.dtoh.Load(), CopiesHtoD: counts.htod.Load(), CopiesDtoD: counts.dtod.Load(),
 		AsyncCopies: counts.async.Load(), Allocs: counts.allocs.Load(), Frees: counts.frees.Load(), Hops: counts.hops.Load(),
-		GraphLaunches: counts.graphs.Load(),
+		GraphLaunches: counts.graphs.Load(), GraphLaunchNanos: counts.graphNanos.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package cu
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 )
 
@@ -125,7 +126,10 @@ func GraphLaunch(e GraphExec, s Stream) error {
 		return err
 	}
 	counts.graphs.Add(1)
-	if r := call(d.cuGraphLaunch, uintptr(e), uintptr(s)); r != Success {
+	start := time.Now()
+	r := call(d.cuGraphLaunch, uintptr(e), uintptr(s))
+	counts.graphNanos.Add(uint64(time.Since(start)))
+	if r != Success {
 		return newCallError(r, "cuGraphLaunch", fmt.Sprintf("exec %#x, stream %#x", uintptr(e), uintptr(s)))
 	}
 	return nil
