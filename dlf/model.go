@@ -26,6 +26,11 @@ type Model struct {
 	// initChecked records that Forward found every Glow actnorm initialised since the parameters
 	// were last handed out.
 	initChecked bool
+	// pack and packed are Preprocess's reused host buffer and device tensor of packed image bytes
+	// (the tensor stays allocated between batches of one size: a stream-ordered upload into it
+	// follows the unpacking of the previous batch).
+	pack   []float32
+	packed *tensor.Tensor
 }
 
 // level is one scale: its steps and, below the top, the split that follows them.

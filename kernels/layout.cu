@@ -36,3 +36,10 @@ unsqueeze2_f32(float* dst, const float* src, long long total, int H, int W, int 
     dst[o] = src[((n * H + (y >> 1)) * W + (x >> 1)) * (4LL * C) + c * 4 + (y & 1) * 2 + (x & 1)];
   }
 }
+
+// unpack_u8_f32: dst[i] = src[i] >> shift for bytes src (an image batch uploaded as raw bytes, four
+// per float32 word of the tensor that holds them): the conversion the host used to do, exact.
+extern "C" __global__ void __launch_bounds__(DLF_THREADS)
+unpack_u8_f32(float* __restrict__ dst, const unsigned char* __restrict__ src, long long n, int shift) {
+  for (long long i = grid_stride_begin(); i < n; i += grid_stride_step()) dst[i] = (float)(src[i] >> shift);
+}

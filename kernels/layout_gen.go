@@ -26,6 +26,25 @@ func (k *Kernels) Squeeze2F32(stream cu.Stream, grid, block cu.Dim3, shmem uint3
 	return k.launch(idxSqueeze2F32, stream, grid, block, shmem, 6)
 }
 
+// UnpackU8F32 launches unpack_u8_f32 (layout.cu:43):
+//
+//	void unpack_u8_f32(float* __restrict__ dst, const unsigned char* __restrict__ src, long long n, int shift)
+//
+// unpack_u8_f32: dst[i] = src[i] >> shift for bytes src (an image batch uploaded as raw bytes, four
+// per float32 word of the tensor that holds them): the conversion the host used to do, exact.
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) UnpackU8F32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dst cu.DevicePtr, src cu.DevicePtr, n int64, shift int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dst)
+	k.args.ptr(1, src)
+	k.args.i64(2, n)
+	k.args.i32(3, shift)
+	return k.launch(idxUnpackU8F32, stream, grid, block, shmem, 4)
+}
+
 // Unsqueeze2F32 launches unsqueeze2_f32 (layout.cu:27):
 //
 //	void unsqueeze2_f32(float* dst, const float* src, long long total, int H, int W, int C)

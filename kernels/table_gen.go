@@ -57,6 +57,7 @@ const (
 	idxSum2FinishF32
 	idxUnaryF32
 	idxUnaryGradF32
+	idxUnpackU8F32
 	idxUnsqueeze2F32
 	// numKernels is the number of kernels.
 	numKernels
@@ -916,6 +917,16 @@ var Table = []KernelInfo{
 			{Name: "op", CType: "int", GoType: "int32", Size: 4},
 			{Name: "p1", CType: "float", GoType: "float32", Size: 4},
 			{Name: "p2", CType: "float", GoType: "float32", Size: 4},
+		},
+	},
+	{
+		Name: "unpack_u8_f32", GoName: "UnpackU8F32", Module: "layout", Source: "layout.cu", Line: 43,
+		Doc: "unpack_u8_f32: dst[i] = src[i] >> shift for bytes src (an image batch uploaded as raw bytes, four\nper float32 word of the tensor that holds them): the conversion the host used to do, exact.",
+		Params: []ParamInfo{
+			{Name: "dst", CType: "float* __restrict__", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "src", CType: "const unsigned char* __restrict__", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "n", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "shift", CType: "int", GoType: "int32", Size: 4},
 		},
 	},
 	{

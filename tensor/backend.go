@@ -77,6 +77,10 @@ type Backend interface {
 	// Conv2DBackwardWeights computes dw from x and dy.
 	Conv2DBackwardWeights(p ConvParams, dw, x, dy *Tensor)
 
+	// UnpackBytes sets dst[i] = (byte i of src) >> shift, where src is a Float32 tensor whose storage
+	// holds raw bytes, four per element in memory order (an image batch uploaded as it is, without a
+	// conversion on the host): a quarter of the upload, and exact values.
+	UnpackBytes(dst, src *Tensor, shift int)
 	// RandUniform fills dst with Philox uniforms in [0, 1) for (seed, offset); see PhiloxUniform.
 	RandUniform(dst *Tensor, seed, offset uint64)
 	// RandNormal fills dst with Philox standard normals for (seed, offset); see PhiloxNormal.

@@ -1,6 +1,9 @@
 package tensor
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // mustSame panics unless every tensor lives on the same backend with the same dtype.
 func mustSame(op string, ts ...*Tensor) Backend {
@@ -292,6 +295,39 @@ func Conv2DBackwardWeights(p ConvParams, dw, x, dy *Tensor) {
 func RandUniform(dst *Tensor, seed, offset uint64) uint64 {
 	dst.st.be.RandUniform(dst, seed, offset)
 	return offset + PhiloxBlocks(dst.st.n)
+}
+
+// UnpackBytes sets dst[i] = (byte i of src) >> shift for the first Numel(dst) bytes held by the
+// Float32 tensor src (see Backend.UnpackBytes and PackBytes).
+func UnpackBytes(dst, src *Tensor, shift int) {
+	if dst.st.be != src.st.be {
+		panic(fmt.Sprintf("tensor: UnpackBytes mixes backends %s and %s", dst.st.be.Name(), src.st.be.Name()))
+	}
+	if src.dtype != Float32 {
+		panic(fmt.Sprintf("tensor: UnpackBytes: the packed source must be Float32, got %v", src.dtype))
+	}
+	if 4*src.st.n < dst.st.n {
+		panic(fmt.Sprintf("tensor: UnpackBytes: %d packed elements hold %d bytes, %d wanted", src.st.n, 4*src.st.n, dst.st.n))
+	}
+	if shift < 0 || shift > 7 {
+		panic(fmt.Sprintf("tensor: UnpackBytes: shift %d", shift))
+	}
+	dst.st.be.UnpackBytes(dst, src, shift)
+}
+
+// PackBytes returns b's bytes as the float32 words that UnpackBytes reads (the last one padded with
+// zeros), reusing buf when it is large enough: upload them into a Float32 tensor of len(words)
+// elements.
+func PackBytes(buf []float32, b []byte) []float32 {
+	n := (len(b) + 3) / 4
+	if cap(buf) < n {
+		buf = make([]float32, n)
+	}
+	buf = buf[:n]
+	words := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), 4*n)
+	copy(words, b)
+	clear(words[len(b):])
+	return buf
 }
 
 // RandNormal fills dst with Philox standard normals and returns the next unused offset.

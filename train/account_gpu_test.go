@@ -59,7 +59,7 @@ func TestGPUStepAccounting(t *testing.T) {
 			if !graph {
 				eagerLaunches = last
 			} else if last > 8 {
-				// Besides the graph: the batch's dequantisation (4 kernels) and the loss record (2).
+				// Besides the graph: the batch's unpacking and dequantisation (5 kernels), the loss record (2).
 				t.Errorf("%s: a replayed step launches %d kernels besides the graph (an eager one %d), want at most 8", c.preset, last, eagerLaunches)
 			}
 			t.Logf("%s (%s invconv, %d layers, graph %v): %d launches per step, no host-blocking call between print points", c.preset, c.invconv, cfg.Levels*cfg.Depth, graph, last)

@@ -34,8 +34,46 @@ func numel(s []int) int {
 }
 
 // runMemory covers Fill, Copy, CopyChannels (and the slicing/concatenation built on it),
-// Upload/Download with dtype conversion, and Alloc/Free through New/Reshape/Release.
+// Upload/Download with dtype conversion, Alloc/Free through New/Reshape/Release, and UnpackBytes.
 func runMemory(s *suite, t tb) {
+	s.op(t, "UnpackBytes", func(t tb, dt tensor.DType) {
+		for _, n := range []int{1, 3, 4, 5, 784, 3*32*32*2 + 1, 64 * 64 * 3} {
+			for _, shift := range []int{0, 3, 7} {
+				s.leaf(t, dt, fmt.Sprintf("n%d_shift%d", n, shift), func(e *env) {
+					e.describe("%d bytes >> %d", n, shift)
+					// Every byte value appears; the word's top byte avoids 0x7f and 0xff, so that no
+					// word is a NaN (a reference backend that keeps values as float64 may rewrite a
+					// NaN's payload; the real backends copy bytes).
+					b := make([]byte, n)
+					for i := range b {
+						b[i] = byte(e.rng.IntN(256))
+						if i%4 == 3 && b[i]&0x7f == 0x7f {
+							b[i] ^= 1
+						}
+					}
+					if n >= 1024 {
+						for v := range 256 {
+							if v&0x7f != 0x7f {
+								b[4*v+3] = byte(v)
+							}
+							b[4*v] = byte(v)
+						}
+					}
+					words := tensor.PackBytes(nil, b)
+					src := tensor.New(s.be, tensor.Float32, len(words))
+					src.Upload(words)
+					dst := e.poisoned(n)
+					tensor.UnpackBytes(dst, src, shift)
+					want := make([]float64, n)
+					for i, v := range b {
+						want[i] = float64(v >> shift)
+					}
+					e.expectExact("UnpackBytes", dst.Shape(), e.get(dst), want)
+					src.Release()
+				})
+			}
+		}
+	})
 	s.op(t, "Fill", func(t tb, dt tensor.DType) {
 		shapes := append(append([][]int(nil), actShapes...), []int{7}, []int{100003})
 		for _, sh := range shapes {

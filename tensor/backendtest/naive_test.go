@@ -680,3 +680,12 @@ func (b *naive) InvLogDet(inv, logdet, w *tensor.Tensor, scale float64) {
 		}
 	}
 }
+
+// UnpackBytes reads src's float32 words back as the bytes they were uploaded from.
+func (b *naive) UnpackBytes(dst, src *tensor.Tensor, shift int) {
+	words := data(src)
+	for i := range dst.Numel() {
+		w := math.Float32bits(float32(words[i/4]))
+		set(dst, i, float64(byte(w>>(8*(i%4)))>>shift))
+	}
+}

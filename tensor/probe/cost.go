@@ -82,6 +82,11 @@ func costGemm(transA, transB bool, alpha float64, a, b *tensor.Tensor, beta floa
 	return r
 }
 
+// costUnpackBytes describes UnpackBytes: one byte read and one element written per output.
+func costUnpackBytes(dst, src *tensor.Tensor, shift int) *Record {
+	return &Record{Op: "unpack_bytes", Inputs: ins(src), Outputs: ins(dst)}
+}
+
 // costInvLogDet describes InvLogDet: Gauss-Jordan on [W | I] is C steps of a C×2C rank-one update,
 // 2·C·(C·2C) = 4C³ float64 flops per matrix.
 func costInvLogDet(inv, logdet, w *tensor.Tensor, scale float64) *Record {

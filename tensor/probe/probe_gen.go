@@ -119,6 +119,11 @@ func (pb *Backend) Conv2DBackwardWeights(p tensor.ConvParams, dw, x, dy *tensor.
 	pb.call(func() { pb.inner.Conv2DBackwardWeights(p, dw, x, dy) }, func() *Record { return costConv2DBackwardWeights(p, dw, x, dy) })
 }
 
+// UnpackBytes is the inner backend's UnpackBytes, run through the hook with costUnpackBytes's record.
+func (pb *Backend) UnpackBytes(dst, src *tensor.Tensor, shift int) {
+	pb.call(func() { pb.inner.UnpackBytes(dst, src, shift) }, func() *Record { return costUnpackBytes(dst, src, shift) })
+}
+
 // RandUniform is the inner backend's RandUniform, run through the hook with costRandUniform's record.
 func (pb *Backend) RandUniform(dst *tensor.Tensor, seed, offset uint64) {
 	pb.call(func() { pb.inner.RandUniform(dst, seed, offset) }, func() *Record { return costRandUniform(dst, seed, offset) })
