@@ -89,6 +89,7 @@ if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
   # Step accounting (issue 13): launches, host-blocking calls, allocations per training step and the
   # step's wall time on the GPU, for the presets users train.
   run bench-host 120 "$BIN/driver" bench --host --presets mnist,cifar10,imagenet64 --steps 9 --print_every 4
+  run bench-host-eager 120 "$BIN/driver" bench --host --cuda_graph=false --presets mnist,cifar10,imagenet64 --steps 9 --print_every 4
   # The ring all-reduce (issue 8): virtual ranks on one GPU unless the machine has several, over
   # peer/device-to-device copies and over pinned host memory.
   for n in 2 4; do
@@ -97,6 +98,12 @@ if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
   run allreduce-n2-host 60 "$BIN/driver" bench --allreduce --device cuda --num_gpus 2 --transport host --max_bytes $((64 << 20)) --iters 5 --warmup 1
   # Data-parallel training against one replica, same per-replica batch: images/s of each.
   if [ -d "$BIN/data/mnist" ]; then
+    # The mnist preset's training step, one CUDA graph replay per step against eager launches
+    # (images/s in steps.csv; the losses must agree bit for bit).
+    for g in true false; do
+      run "train-graph-$g" 90 "$BIN/driver" train --device cuda --cuda_graph=$g --problem mnist --data_dir "$BIN/data/mnist" \
+        --results_dir "$LOG/graph-$g" --train_subset 8192 --test_subset 256 --sample_per_epochs 0 --max_steps 40 --print_per_steps 10
+    done
     for n in 1 2; do
       virt=(); [ $n -gt 1 ] && virt=(--virtual_gpus)
       run "train-ddp-n$n" 60 "$BIN/driver" train --device cuda --problem mnist --data_dir "$BIN/data/mnist" \

@@ -151,3 +151,30 @@ func TestGPUGraphMatchesEager(t *testing.T) {
 		}
 	}
 }
+
+// TestGPUGraphFallback: a driver that refuses stream capture (the emulator with DLF_EMU_NO_GRAPHS=1)
+// makes the run say once why it trains eagerly, and train on, with the same results as an eager run.
+func TestGPUGraphFallback(t *testing.T) {
+	gputest.Device(t)
+	var logs [2]bytes.Buffer
+	dirs := [2]string{filepath.Join(t.TempDir(), "refused"), filepath.Join(t.TempDir(), "eager")}
+	for i, graph := range []bool{true, false} {
+		if i == 0 {
+			t.Setenv("DLF_EMU_NO_GRAPHS", "1")
+		} else {
+			t.Setenv("DLF_EMU_NO_GRAPHS", "")
+		}
+		job := tinyJob(t, dirs[i], 64, 7)
+		job.RefreshEvery, job.SampleEvery, job.CUDAGraph = 0, 0, graph
+		if _, err := trainCUDA(t, job, false, Hooks{Log: &logs[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs[0].String(), "cuda graph:"); n != 1 || !strings.Contains(logs[0].String(), "training runs eagerly") {
+		t.Errorf("want one line saying why the run is eager, got %d:\n%s", n, logs[0].String())
+	}
+	if g, w := csvRows(t, filepath.Join(dirs[0], "steps.csv")), csvRows(t, filepath.Join(dirs[1], "steps.csv")); !slices.Equal(g, w) {
+		t.Errorf("steps.csv differs from the eager run's:\n%v\n%v", g, w)
+	}
+	t.Logf("%s", lastLines(logs[0].String(), 3))
+}

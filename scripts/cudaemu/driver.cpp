@@ -990,6 +990,9 @@ EMU_API CUresult cuMemFreeAsync(CUdeviceptr p, void* st) {
 EMU_API CUresult cuStreamBeginCapture_v2(void* s, int mode) {
   std::lock_guard<std::mutex> g(mu);
   if (CUresult r = ctx_check()) return r;
+  // DLF_EMU_NO_GRAPHS=1 plays a driver that refuses capture (read at each call, so a test can set
+  // it), for the fall-back paths.
+  if (const char* v = getenv("DLF_EMU_NO_GRAPHS"); v && v[0] == '1') return 801;  // CUDA_ERROR_NOT_SUPPORTED
   if (s == nullptr || !stream_ok(s)) return kCaptureUnsupported;  // not on the legacy stream
   if (mode < 0 || mode > 2) return kInvalidValue;
   if (capturing(s)) return kCaptureUnsupported;
