@@ -199,7 +199,7 @@ func (rk *rank) indexParams() []int {
 // start alike.
 func (d *ddp) joinProcesses(t *Run) error {
 	p := d.procs
-	rk := &rank{r: p.rank, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema}
+	rk := &rank{r: p.Rank, dev: t.dev, m: t.m, opt: t.opt, ema: t.ema}
 	d.ranks = []*rank{rk}
 	sizes := rk.indexParams()
 	var err error
@@ -208,7 +208,7 @@ func (d *ddp) joinProcesses(t *Run) error {
 			return err
 		}
 		rk.red = d.ncclRed
-	} else if rk.red, err = collective.NewReducer(mpi.NewRing[float32](p.mpi), rk.r, sizes, ddpBucketElems); err != nil {
+	} else if rk.red, err = collective.NewReducer(mpi.NewRing[float32](p.MPI), rk.r, sizes, ddpBucketElems); err != nil {
 		return err
 	}
 	if err := d.identical(); err != nil {

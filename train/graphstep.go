@@ -30,24 +30,28 @@ import (
 // yet) before the run stays eager.
 const graphAttempts = 3
 
-// stepGraph is the captured step with its static tensors.
+// stepGraph is the captured step and its outputs.
 type stepGraph struct {
 	g        *cuda.Graph
-	x, cond  *tensor.Tensor // inputs, filled before each replay
-	lr       *tensor.Tensor // the step's bias-corrected learning rate, written before each replay
-	loss, l2 *tensor.Tensor // outputs (views that keep the captured tensors alive)
+	loss, l2 *tensor.Tensor // views that keep the captured outputs alive
+}
+
+// graphInputs are the tensors a captured step reads, written before each replay. They outlive a
+// failed capture: the eager step that follows then runs with them allocated, so the allocator
+// caches one more block of their size for the next attempt.
+type graphInputs struct {
+	x, cond *tensor.Tensor
+	lr      *tensor.Tensor // the step's bias-corrected learning rate
 }
 
 func (sg *stepGraph) release() {
-	if sg == nil {
-		return
-	}
 	if sg.g != nil {
 		_ = sg.g.Close()
 	}
-	release(sg.x, sg.cond, sg.lr, sg.loss, sg.l2)
-	sg.x, sg.cond, sg.lr = nil, nil, nil
+	release(sg.loss, sg.l2)
 }
+
+func (in *graphInputs) release() { release(in.x, in.cond, in.lr) }
 
 // graphs reports whether this step should run as a graph replay.
 func (r *Run) graphs() bool {
@@ -76,12 +80,12 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 				return nil // this step runs eagerly
 			}
 		}
-		sg := r.sg
-		tensor.Copy(sg.x, x)
+		sg, in := r.sg, r.graphIn
+		tensor.Copy(in.x, x)
 		if cond != nil {
-			tensor.Copy(sg.cond, cond)
+			tensor.Copy(in.cond, cond)
 		}
-		sg.lr.Upload([]float64{r.opt.Advance(lr)})
+		in.lr.Upload([]float64{r.opt.Advance(lr)})
 		fault.Point(fault.Step)
 		sg.g.Replay()
 		if res.deferred = r.record(sg.loss, sg.l2); !res.deferred {
@@ -99,22 +103,20 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 	return res, ran, nil
 }
 
-// capture records the step on static copies of this step's inputs. The static inputs outlive a
-// failed capture: the eager step that follows then runs with them allocated, so the allocator
-// caches one more block of their size for the next attempt.
+// capture records the step on the graph's inputs (static copies of this step's).
 func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
-	if r.staticX == nil {
-		r.staticX = tensor.Clone(x)
+	if r.graphIn == nil {
+		r.graphIn = &graphInputs{x: tensor.Clone(x), lr: tensor.Zeros(x.Backend(), x.DType(), 1)}
 		if cond != nil {
-			r.staticCond = tensor.Clone(cond)
+			r.graphIn.cond = tensor.Clone(cond)
 		}
-		r.staticLR = tensor.Zeros(x.Backend(), x.DType(), 1)
 	}
-	sg := &stepGraph{x: r.staticX, cond: r.staticCond, lr: r.staticLR}
+	in := r.graphIn
+	sg := &stepGraph{}
 	r.opt.ZeroGrad()
 	g, err := r.dev.GPU.Capture(func() error {
 		tp := autodiff.NewTape()
-		out, err := r.m.Forward(tp, sg.x, sg.cond)
+		out, err := r.m.Forward(tp, in.x, in.cond)
 		if err != nil {
 			tp.Release()
 			return err
@@ -125,7 +127,7 @@ func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
 		}
 		err = tp.Backward(out.Loss)
 		out.Release()
-		r.opt.ApplyFrom(sg.lr)
+		r.opt.ApplyFrom(in.lr)
 		r.opt.ZeroGrad()
 		if r.ema != nil {
 			r.ema.Update()

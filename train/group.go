@@ -19,9 +19,7 @@ import (
 
 	"dlf/tensor/collective"
 	"dlf/tensor/collective/launch"
-	"dlf/tensor/collective/mpi"
 	"dlf/tensor/collective/nccl"
-	"dlf/tensor/collective/rendezvous"
 	"dlf/tensor/cuda"
 	"dlf/tensor/device"
 )
@@ -39,16 +37,12 @@ const exitGrace = 30 * time.Second
 // procs is this process's membership of a one-process-per-rank job.
 type procs struct {
 	*launch.World
-	rank, size, localRank, localSize int
 	// group carries the per-step host collectives: the MPI communicator or the NCCL group.
 	group collective.Group
 	// how describes the engine for the start-up report.
 	how string
 
-	mpi   *mpi.Comm // the World's, when MPI is initialised
-	lib   *nccl.Library
 	ncclG *nccl.Group
-	rdv   *rendezvous.Session
 	dog   *watchdog
 }
 
@@ -66,20 +60,19 @@ func joinProcs(o *Options) (*procs, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &procs{World: w, rank: w.Rank, size: w.Size, localRank: w.LocalRank, localSize: w.LocalSize,
-		mpi: w.MPI, lib: w.NCCL, rdv: w.Rendezvous}
-	if p.lib != nil {
+	p := &procs{World: w}
+	if p.NCCL != nil {
 		p.how = fmt.Sprintf("one process per rank (%s), gradients averaged by ncclAllReduce on the GPUs", w.How)
 	} else {
-		p.group = p.mpi
+		p.group = p.MPI
 		p.how = fmt.Sprintf("one process per rank (%s), gradients averaged by MPI_Allreduce", w.How)
 	}
 	if o.Ranks <= 1 {
-		o.Ranks = p.size
+		o.Ranks = p.Size
 	}
-	if o.Ranks != p.size {
+	if o.Ranks != p.Size {
 		p.close()
-		return nil, fmt.Errorf("--num_gpus %d: the launcher started %d processes; drop --num_gpus or match the process count", o.Ranks, p.size)
+		return nil, fmt.Errorf("--num_gpus %d: the launcher started %d processes; drop --num_gpus or match the process count", o.Ranks, p.Size)
 	}
 	return p, nil
 }
@@ -87,7 +80,7 @@ func joinProcs(o *Options) (*procs, error) {
 // openDevice opens this process's device: on CUDA its local rank's GPU, or GPU 0 when each process
 // sees a single GPU (a launcher that sets CUDA_VISIBLE_DEVICES per process) or with --virtual_gpus.
 func (p *procs) openDevice(o Options) (*device.Device, error) {
-	ord := p.localRank
+	ord := p.LocalRank
 	if o.Device == "cuda" {
 		n, err := cuda.DeviceCount()
 		if err != nil {
@@ -100,19 +93,19 @@ func (p *procs) openDevice(o Options) (*device.Device, error) {
 			ord = 0
 		}
 	}
-	dev, err := device.OpenRank(o.Device, ord, p.localSize, o.VirtualGPUs)
+	dev, err := device.OpenRank(o.Device, ord, p.LocalSize, o.VirtualGPUs)
 	if err != nil {
-		return nil, fmt.Errorf("rank %d: %w", p.rank, err)
+		return nil, fmt.Errorf("rank %d: %w", p.Rank, err)
 	}
 	return dev, nil
 }
 
 // attach makes the NCCL communicator on dev (Dist "nccl") and starts the watchdog.
 func (p *procs) attach(dev *device.Device, timeout time.Duration) error {
-	if p.lib != nil {
-		g, err := nccl.Join(p.lib, p.ID, p.size, p.rank, dev.GPU)
+	if p.NCCL != nil {
+		g, err := nccl.Join(p.NCCL, p.ID, p.Size, p.Rank, dev.GPU)
 		if err != nil {
-			return fmt.Errorf("--dist nccl: rank %d: %w", p.rank, err)
+			return fmt.Errorf("--dist nccl: rank %d: %w", p.Rank, err)
 		}
 		p.ncclG, p.group = g, g
 	}
@@ -124,14 +117,14 @@ func (p *procs) attach(dev *device.Device, timeout time.Duration) error {
 // process's socket closes at once, but its peers' collectives may fail a moment earlier, so it
 // waits briefly for the news.
 func (p *procs) explain(err error) error {
-	if err == nil || p.rdv == nil {
+	if err == nil || p.Rendezvous == nil {
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for len(p.rdv.LostRanks()) == 0 && time.Now().Before(deadline) {
+	for len(p.Rendezvous.LostRanks()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if d := p.rdv.Describe(); d != "" {
+	if d := p.Rendezvous.Describe(); d != "" {
 		return fmt.Errorf("%s: %w", d, err)
 	}
 	return err
@@ -193,8 +186,8 @@ func (w *watchdog) guard(what string) func() {
 func (w *watchdog) run() {
 	defer close(w.done)
 	var lost <-chan int
-	if w.p.rdv != nil {
-		lost = w.p.rdv.Lost()
+	if w.p.Rendezvous != nil {
+		lost = w.p.Rendezvous.Lost()
 	}
 	tick := time.NewTicker(min(w.timeout/10, 200*time.Millisecond))
 	defer tick.Stop()
@@ -203,16 +196,16 @@ func (w *watchdog) run() {
 		case <-w.quit:
 			return
 		case <-lost:
-			w.fire(errors.New(w.p.rdv.Describe()))
+			w.fire(errors.New(w.p.Rendezvous.Describe()))
 			return
 		case <-tick.C:
 			w.mu.Lock()
 			what, since := w.what, w.since
 			w.mu.Unlock()
 			if what != "" && time.Since(since) > w.timeout {
-				reason := fmt.Errorf("rank %d: the collectives of %s did not complete within %v (--collective_timeout): another rank is stuck or lost", w.p.rank, what, w.timeout)
-				if w.p.rdv != nil {
-					if d := w.p.rdv.Describe(); d != "" {
+				reason := fmt.Errorf("rank %d: the collectives of %s did not complete within %v (--collective_timeout): another rank is stuck or lost", w.p.Rank, what, w.timeout)
+				if w.p.Rendezvous != nil {
+					if d := w.p.Rendezvous.Describe(); d != "" {
 						reason = fmt.Errorf("%v; %s", reason, d)
 					}
 				}
@@ -228,7 +221,7 @@ func (w *watchdog) fire(reason error) {
 	w.mu.Lock()
 	w.fired = reason
 	w.exit = time.AfterFunc(exitGrace, func() {
-		fmt.Fprintf(os.Stderr, "watchdog: rank %d did not stop within %v of aborting its collectives; exiting\n", w.p.rank, exitGrace)
+		fmt.Fprintf(os.Stderr, "watchdog: rank %d did not stop within %v of aborting its collectives; exiting\n", w.p.Rank, exitGrace)
 		os.Exit(3)
 	})
 	w.mu.Unlock()

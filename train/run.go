@@ -102,8 +102,7 @@ type Run struct {
 	// sg is the captured step (graphstep.go); graphFailures counts failed captures, eagerSteps the
 	// eager steps of this session (a capture needs one first).
 	sg                        *stepGraph
-	staticX, staticCond       *tensor.Tensor // the graph's inputs, kept across capture attempts
-	staticLR                  *tensor.Tensor
+	graphIn                   *graphInputs
 	graphFailures, eagerSteps int
 
 	stepsLog, trainLog, testLog *csvLog
@@ -145,7 +144,7 @@ func New(job Job, hooks Hooks) (*Run, error) {
 		p.close()
 		return nil, err
 	}
-	if p != nil && p.rank != 0 {
+	if p != nil && p.Rank != 0 {
 		hooks = Hooks{} // rank 0 reports for the job
 	}
 	r := &Run{o: o, cfg: job.Config, hooks: hooks, dev: dev, train: job.Train, test: job.Test, st: newState(), source: job.DataSource, procs: p}
@@ -170,7 +169,7 @@ func New(job Job, hooks Hooks) (*Run, error) {
 
 // lead reports whether this process writes the job's outputs: always in one process, rank 0's
 // with one process per rank.
-func (r *Run) lead() bool { return r.procs == nil || r.procs.rank == 0 }
+func (r *Run) lead() bool { return r.procs == nil || r.procs.Rank == 0 }
 
 // prepare validates a job and inspects its results directory.
 func prepare(job *Job) (*Resumable, error) {
@@ -374,16 +373,17 @@ func (r *Run) Close() error {
 	if r.dev == nil {
 		return nil
 	}
-	if r.sg != nil || r.staticX != nil {
+	if r.sg != nil || r.graphIn != nil {
 		_ = r.dev.Do(func() error {
 			if r.sg != nil {
-				r.sg.release() // releases the static inputs too
-			} else {
-				release(r.staticX, r.staticCond, r.staticLR)
+				r.sg.release()
+			}
+			if r.graphIn != nil {
+				r.graphIn.release()
 			}
 			return nil
 		})
-		r.sg, r.staticX, r.staticCond, r.staticLR = nil, nil, nil, nil
+		r.sg, r.graphIn = nil, nil
 	}
 	if r.def.buf != nil {
 		_ = r.dev.Do(func() error {

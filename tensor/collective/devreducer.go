@@ -58,9 +58,9 @@ type DeviceRankReducer struct {
 	d    *DeviceReducer
 	rank int
 	be   *cuda.Backend
-	bufs []cu.DevicePtr // per bucket, cuMemAlloc memory (peer-copy capable)
-	evs  []cu.Event     // per bucket: recorded on the backend stream once the bucket is packed
-	end  cu.Event       // recorded on the ring's stream of this rank after the step's last bucket
+	// DeviceBuckets: per bucket, a buffer and an event recorded on the backend stream once packed.
+	DeviceBuckets
+	end cu.Event // recorded on the ring's stream of this rank after the step's last bucket
 
 	mu      sync.Mutex
 	got     []bool
@@ -98,19 +98,8 @@ func NewDeviceReducer(bes []*cuda.Backend, sizes []int, bucketElems int, opt Opt
 			if rr.end, err = cu.EventCreate(cu.EventDisableTiming); err != nil {
 				return err
 			}
-			for _, n := range d.lens {
-				p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
-				if err != nil {
-					return fmt.Errorf("bucket of %d elements: %w", n, err)
-				}
-				rr.bufs = append(rr.bufs, p)
-				e, err := cu.EventCreate(cu.EventDisableTiming)
-				if err != nil {
-					return err
-				}
-				rr.evs = append(rr.evs, e)
-			}
-			return nil
+			rr.DeviceBuckets, err = NewDeviceBuckets(d.lens)
+			return err
 		})
 		if err != nil {
 			_ = d.Close()
@@ -136,7 +125,7 @@ func (d *DeviceReducer) runProxy() {
 	bufs := make([]cu.DevicePtr, N)
 	for b := range d.work {
 		for r, rr := range d.ranks {
-			evs[r], bufs[r] = rr.evs[b], rr.bufs[b]
+			evs[r], bufs[r] = rr.Packed[b], rr.Bufs[b]
 		}
 		err := d.ring.After(evs)
 		if err == nil {
@@ -200,15 +189,11 @@ func (d *DeviceReducer) Close() error {
 		errs = append(errs, rr.be.Device().Do(func() error {
 			// The backend stream may still be unpacking from the buckets.
 			err := cu.StreamSynchronize(rr.be.Stream())
-			for _, p := range rr.bufs {
-				err = errors.Join(err, cu.MemFree(p))
+			err = errors.Join(err, rr.DeviceBuckets.Free())
+			if rr.end != 0 {
+				err = errors.Join(err, cu.EventDestroy(rr.end))
 			}
-			for _, e := range append(rr.evs, rr.end) {
-				if e != 0 {
-					err = errors.Join(err, cu.EventDestroy(e))
-				}
-			}
-			rr.bufs, rr.evs, rr.end = nil, nil, 0
+			rr.end = 0
 			return err
 		}))
 	}
@@ -238,15 +223,9 @@ func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 	}
 	var src cu.DevicePtr
 	if g != nil {
-		if g.Numel() != d.sizes[i] {
-			return fmt.Errorf("collective: rank %d: gradient of parameter %d has %d elements, want %d", rr.rank, i, g.Numel(), d.sizes[i])
-		}
-		p, be, err := cuda.DevicePtr(g)
+		p, err := GradientPtr(rr.be, g, i, d.sizes[i])
 		if err != nil {
-			return fmt.Errorf("collective: rank %d: gradient of parameter %d: %w", rr.rank, i, err)
-		}
-		if be != rr.be {
-			return fmt.Errorf("collective: rank %d: gradient of parameter %d lives on backend %s, not this rank's", rr.rank, i, be.Name())
+			return fmt.Errorf("collective: rank %d: %w", rr.rank, err)
 		}
 		src = p
 	}
@@ -263,7 +242,7 @@ func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 	err := rr.be.Err()
 	if err == nil {
 		n := int64(d.sizes[i])
-		dst := rr.bufs[l.bucket] + cu.DevicePtr(l.off*4)
+		dst := rr.Bufs[l.bucket] + cu.DevicePtr(l.off*4)
 		s := rr.be.Stream()
 		err = rr.be.Device().Do(func() error {
 			if n > 0 {
@@ -278,7 +257,7 @@ func (rr *DeviceRankReducer) Ready(i int, g *tensor.Tensor) error {
 				}
 			}
 			if last {
-				return cu.EventRecord(rr.evs[l.bucket], s)
+				return cu.EventRecord(rr.Packed[l.bucket], s)
 			}
 			return nil
 		})
@@ -363,7 +342,7 @@ func (rr *DeviceRankReducer) Wait(grads []*tensor.Tensor) error {
 		for i, p := range ptrs {
 			if n := int64(d.sizes[i]); n > 0 {
 				l := d.loc[i]
-				if err := cu.MemcpyDtoDAsync(p, rr.bufs[l.bucket]+cu.DevicePtr(l.off*4), n*4, s); err != nil {
+				if err := cu.MemcpyDtoDAsync(p, rr.Bufs[l.bucket]+cu.DevicePtr(l.off*4), n*4, s); err != nil {
 					return err
 				}
 			}
@@ -374,4 +353,61 @@ func (rr *DeviceRankReducer) Wait(grads []*tensor.Tensor) error {
 		return fmt.Errorf("collective: rank %d: unpack averaged gradients: %w", rr.rank, err)
 	}
 	return nil
+}
+
+// DeviceBuckets are one rank's gradient buckets on its device: a cuMemAlloc buffer per bucket
+// (plain allocations, so peer copies work) and an event per bucket that marks it packed. The device
+// reducers of this package and of tensor/collective/nccl share them.
+type DeviceBuckets struct {
+	Bufs   []cu.DevicePtr
+	Packed []cu.Event
+}
+
+// NewDeviceBuckets allocates buckets of the given element counts; call inside the device's Do. On
+// an error, what was allocated is in the returned value for Free.
+func NewDeviceBuckets(lens []int) (DeviceBuckets, error) {
+	var b DeviceBuckets
+	for _, n := range lens {
+		p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
+		if err != nil {
+			return b, fmt.Errorf("bucket of %d elements: %w", n, err)
+		}
+		b.Bufs = append(b.Bufs, p)
+		e, err := cu.EventCreate(cu.EventDisableTiming)
+		if err != nil {
+			return b, err
+		}
+		b.Packed = append(b.Packed, e)
+	}
+	return b, nil
+}
+
+// Free releases the buffers and events; call inside the device's Do after the streams using them
+// are done.
+func (b *DeviceBuckets) Free() error {
+	var err error
+	for _, p := range b.Bufs {
+		err = errors.Join(err, cu.MemFree(p))
+	}
+	for _, e := range b.Packed {
+		err = errors.Join(err, cu.EventDestroy(e))
+	}
+	b.Bufs, b.Packed = nil, nil
+	return err
+}
+
+// GradientPtr returns the device address of gradient g of parameter i (size elements), which must
+// be a CUDA tensor of backend be.
+func GradientPtr(be *cuda.Backend, g *tensor.Tensor, i, size int) (cu.DevicePtr, error) {
+	if g.Numel() != size {
+		return 0, fmt.Errorf("gradient of parameter %d has %d elements, want %d", i, g.Numel(), size)
+	}
+	p, gbe, err := cuda.DevicePtr(g)
+	if err != nil {
+		return 0, fmt.Errorf("gradient of parameter %d: %w", i, err)
+	}
+	if gbe != be {
+		return 0, fmt.Errorf("gradient of parameter %d lives on backend %s, not this rank's", i, gbe.Name())
+	}
+	return p, nil
 }

@@ -206,12 +206,16 @@ func AllReduce[T Float](c *Comm, buf []T, mean bool) error {
 
 // Broadcast copies root's buf to every rank's buf (same length everywhere).
 func Broadcast[T Float](c *Comm, buf []T, root int) error {
+	return bcast(c, buf, datatype[T](c.l), root)
+}
+
+// bcast is MPI_Bcast of buf, in int-sized pieces, with the datatype dt of T.
+func bcast[T any](c *Comm, buf []T, dt uintptr, root int) error {
 	if root < 0 || root >= c.size {
 		return fmt.Errorf("mpi: broadcast from rank %d of %d", root, c.size)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	dt := datatype[T](c.l)
 	for lo := 0; lo < len(buf); lo += c.chunk {
 		part := buf[lo:min(len(buf), lo+c.chunk)]
 		err := c.l.call("MPI_Bcast", c.l.bcast, uintptr(unsafe.Pointer(&part[0])), uintptr(len(part)), dt, uintptr(root), c.l.commWorld)
@@ -244,25 +248,7 @@ func (c *Comm) BroadcastFloat32(buf []float32, root int) error {
 }
 
 // BroadcastBytes copies root's bytes to every rank (MPI_BYTE).
-func (c *Comm) BroadcastBytes(buf []byte, root int) error {
-	if root < 0 || root >= c.size {
-		return fmt.Errorf("mpi: broadcast from rank %d of %d", root, c.size)
-	}
-	if len(buf) == 0 {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for lo := 0; lo < len(buf); lo += c.chunk {
-		part := buf[lo:min(len(buf), lo+c.chunk)]
-		err := c.l.call("MPI_Bcast", c.l.bcast, uintptr(unsafe.Pointer(&part[0])), uintptr(len(part)), c.l.byte, uintptr(root), c.l.commWorld)
-		runtime.KeepAlive(part)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (c *Comm) BroadcastBytes(buf []byte, root int) error { return bcast(c, buf, c.l.byte, root) }
 
 // Abort ends the whole job: MPI_Abort(MPI_COMM_WORLD, 1), after printing reason on stderr; Open MPI's
 // launcher then stops every rank. It does not take the call mutex, so a watchdog can call it while

@@ -30,9 +30,8 @@ type Reducer struct {
 	k   *kernels.Kernels
 	lay collective.Layout
 
-	bufs   []cu.DevicePtr // per bucket
-	packed []cu.Event     // per bucket: recorded on the backend stream once packed
-	end    cu.Event       // recorded on the group's stream after the step's last bucket
+	collective.DeviceBuckets          // per bucket: a buffer, and an event recorded once it is packed
+	end                      cu.Event // recorded on the group's stream after the step's last bucket
 
 	mu      sync.Mutex
 	got     []bool
@@ -61,19 +60,8 @@ func NewReducer(g *Group, be *cuda.Backend, sizes []int, bucketElems int) (*Redu
 		if r.end, err = cu.EventCreate(cu.EventDisableTiming); err != nil {
 			return err
 		}
-		for _, n := range lay.Lens {
-			p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
-			if err != nil {
-				return fmt.Errorf("bucket of %d elements: %w", n, err)
-			}
-			r.bufs = append(r.bufs, p)
-			e, err := cu.EventCreate(cu.EventDisableTiming)
-			if err != nil {
-				return err
-			}
-			r.packed = append(r.packed, e)
-		}
-		return nil
+		r.DeviceBuckets, err = collective.NewDeviceBuckets(lay.Lens)
+		return err
 	})
 	if err != nil {
 		_ = r.Close()
@@ -106,15 +94,9 @@ func (r *Reducer) Ready(i int, g *tensor.Tensor) error {
 	}
 	var src cu.DevicePtr
 	if g != nil {
-		if g.Numel() != r.lay.Sizes[i] {
-			return fmt.Errorf("nccl: gradient of parameter %d has %d elements, want %d", i, g.Numel(), r.lay.Sizes[i])
-		}
-		p, be, err := cuda.DevicePtr(g)
+		p, err := collective.GradientPtr(r.be, g, i, r.lay.Sizes[i])
 		if err != nil {
-			return fmt.Errorf("nccl: gradient of parameter %d: %w", i, err)
-		}
-		if be != r.be {
-			return fmt.Errorf("nccl: gradient of parameter %d lives on backend %s, not the reducer's", i, be.Name())
+			return fmt.Errorf("nccl: %w", err)
 		}
 		src = p
 	}
@@ -132,7 +114,7 @@ func (r *Reducer) Ready(i int, g *tensor.Tensor) error {
 	if err == nil {
 		err = r.g.dev.Do(func() error {
 			n := int64(r.lay.Sizes[i])
-			dst := r.bufs[b] + cu.DevicePtr(r.lay.Offset[i]*4)
+			dst := r.Bufs[b] + cu.DevicePtr(r.lay.Offset[i]*4)
 			if n > 0 {
 				var err error
 				if g == nil {
@@ -147,7 +129,7 @@ func (r *Reducer) Ready(i int, g *tensor.Tensor) error {
 			if !last {
 				return nil
 			}
-			if err := cu.EventRecord(r.packed[b], s); err != nil {
+			if err := cu.EventRecord(r.Packed[b], s); err != nil {
 				return err
 			}
 			r.ready[b] = true
@@ -175,14 +157,14 @@ func (r *Reducer) issue() error {
 		if n == 0 || size == 1 {
 			continue
 		}
-		if err := cu.StreamWaitEvent(gs, r.packed[b]); err != nil {
+		if err := cu.StreamWaitEvent(gs, r.Packed[b]); err != nil {
 			return err
 		}
-		if err := r.g.c.AllReduce(r.bufs[b], r.bufs[b], n, Float32, Sum, gs); err != nil {
+		if err := r.g.c.AllReduce(r.Bufs[b], r.Bufs[b], n, Float32, Sum, gs); err != nil {
 			return r.g.explain(fmt.Errorf("bucket %d: %w", b, err))
 		}
 		scale := float32(1 / float64(size))
-		if err := r.k.ScaleF32(gs, kernels.Grid1D(r.g.dev, int64(n), 256), cu.D1(256), 0, r.bufs[b], int64(n), scale); err != nil {
+		if err := r.k.ScaleF32(gs, kernels.Grid1D(r.g.dev, int64(n), 256), cu.D1(256), 0, r.Bufs[b], int64(n), scale); err != nil {
 			return err
 		}
 	}
@@ -243,7 +225,7 @@ func (r *Reducer) Wait(grads []*tensor.Tensor) error {
 		}
 		for i, p := range ptrs {
 			if n := int64(r.lay.Sizes[i]); n > 0 {
-				src := r.bufs[r.lay.Bucket[i]] + cu.DevicePtr(r.lay.Offset[i]*4)
+				src := r.Bufs[r.lay.Bucket[i]] + cu.DevicePtr(r.lay.Offset[i]*4)
 				if err := cu.MemcpyDtoDAsync(p, src, n*4, s); err != nil {
 					return err
 				}
@@ -256,16 +238,11 @@ func (r *Reducer) Wait(grads []*tensor.Tensor) error {
 // Close waits for the streams and frees the buffers, events and kernels (not the group).
 func (r *Reducer) Close() error {
 	err := r.g.dev.Do(func() error {
-		err := cu.StreamSynchronize(r.be.Stream())
-		for _, p := range r.bufs {
-			err = errors.Join(err, cu.MemFree(p))
+		err := errors.Join(cu.StreamSynchronize(r.be.Stream()), r.DeviceBuckets.Free())
+		if r.end != 0 {
+			err = errors.Join(err, cu.EventDestroy(r.end))
 		}
-		for _, e := range append(r.packed, r.end) {
-			if e != 0 {
-				err = errors.Join(err, cu.EventDestroy(e))
-			}
-		}
-		r.bufs, r.packed, r.end = nil, nil, 0
+		r.end = 0
 		return err
 	})
 	if r.k != nil {
