@@ -24,7 +24,7 @@ EMU_SKIP    := ^(TestGPULaunchMarshalling|TestGPUModuleJITErrorLog)$$
 export CGO_ENABLED = 0
 
 .PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean \
-	cuda-emu nccl-emu emu-test check-imports
+	cuda-emu nccl-emu emu-test tf32-mutants check-imports
 
 help:
 	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/*_gen.go (needs nvcc 11.8)"
@@ -38,7 +38,8 @@ help:
 	@echo "make ptxas-report  assemble every PTX for sm_80 and sm_90 and print registers/spills"
 	@echo "make cuda-emu      build the CPU CUDA emulator $(EMU_DIR)/libcuda_emu.so from $(EMU_KERNELS)/*.cu (needs g++)"
 	@echo "make check-imports fail if an import points up the layers or past tensor/cuda to the driver bindings"
-	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~1 min)"
+	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~3 min)"
+	@echo "make tf32-mutants  show that the TF32 conformance tests catch five kernel mutations (~2 min)"
 	@echo "make nccl-emu      build the NCCL emulator $(EMU_DIR)/libnccl_emu.so (shared memory; for the --dist nccl tests)"
 
 kernels: nvcc-check $(PTX)
@@ -122,6 +123,13 @@ emu-test: cuda-emu nccl-emu
 	  -skip '$(EMU_SKIP)' ./tensor/cuda/ ./kernels/ ./tensor/cuda/cu/ ./tensor/collective/ ./tensor/collective/nccl/ ./tensor/collective/launch/
 	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
 	  -run 'TestGPU' ./dlf/ ./train/ ./bench/
+	scripts/tf32-mutants.sh
+
+# Mutation check of the TF32 tensor-core kernels: five one-line mistakes (fragment indices, a
+# missing barrier, unrounded operands, a swapped store), each built into an emulator from a copy of
+# kernels/, must each fail the TF32 conformance tests (~2 min).
+tf32-mutants:
+	scripts/tf32-mutants.sh
 
 vet:
 	$(GO) vet ./...

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"dlf/tensor"
 )
 
 // Flow names the kind of flow step a model is built from.
@@ -108,6 +110,12 @@ type Config struct {
 	Recompute bool `json:"recompute"`
 	// Temperature is TemperatureTop or TemperatureAll: where sampling applies the temperature.
 	Temperature string `json:"temperature_mode"`
+	// Precision is the arithmetic of the hyper-networks' convolutions: PrecisionFP32, PrecisionTF32
+	// (operands rounded to TF32, fp32 sums: tensor cores on CUDA, the same rounding on the CPU) or
+	// PrecisionAuto (""), which is TF32 on CUDA and FP32 on the CPU, as PyTorch's defaults for
+	// convolutions are. Log-determinants, priors, the invertible 1×1 convolution, reductions and the
+	// optimizer are FP32/FP64 whatever it says (see ConvPrecision).
+	Precision string `json:"precision,omitempty"`
 
 	// BatchSize is the per-device batch size.
 	BatchSize int `json:"batch_size"`
@@ -134,6 +142,27 @@ type Config struct {
 	PolyakDecay float64 `json:"polyak_epochs_decay"`
 	// Seed seeds parameter initialisation, data order and dequantisation noise.
 	Seed uint64 `json:"seed"`
+}
+
+// The precisions of Config.Precision.
+const (
+	PrecisionAuto = ""
+	PrecisionFP32 = "fp32"
+	PrecisionTF32 = "tf32"
+)
+
+// ConvPrecision resolves Precision for backend be: TF32 or FP32 as given, and for PrecisionAuto
+// TF32 on a CUDA device, FP32 elsewhere.
+func (c *Config) ConvPrecision(be tensor.Backend) tensor.Precision {
+	switch c.Precision {
+	case PrecisionTF32:
+		return tensor.TF32
+	case PrecisionAuto:
+		if strings.HasPrefix(be.Name(), "cuda") {
+			return tensor.TF32
+		}
+	}
+	return tensor.FP32
 }
 
 // DefaultConfig returns the reference's argparse defaults (dlf-spec §6.1) for CIFAR-10.
@@ -315,6 +344,9 @@ func (c *Config) Validate() error {
 			bad("num_levels", "%d levels squeeze the image %d times, so H and W must be divisible by %d; %d×%d is not",
 				c.Levels, c.Levels, f, c.ImageH, c.ImageW)
 		}
+	}
+	if c.Precision != PrecisionAuto && c.Precision != PrecisionFP32 && c.Precision != PrecisionTF32 {
+		bad("precision", "%q is not %q, %q or empty (auto)", c.Precision, PrecisionFP32, PrecisionTF32)
 	}
 	if c.Depth < 1 {
 		bad("depth", "%d, want at least 1 flow step per level", c.Depth)

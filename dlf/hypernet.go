@@ -8,11 +8,15 @@ import (
 )
 
 // Convolution shapes of the hyper-networks: Glow's conv2d with "edge bias" padding (an extra input
-// channel that is 1 on the padded border) for 3×3, plain for 1×1 (dlf-spec §1.6).
-var (
-	conv3x3 = tensor.ConvParams{K: 3, EdgeBias: true}
-	conv1x1 = tensor.ConvParams{K: 1}
-)
+// channel that is 1 on the padded border) for 3×3, plain for 1×1 (dlf-spec §1.6), at the model's
+// convolution precision.
+func conv3x3(prec tensor.Precision) tensor.ConvParams {
+	return tensor.ConvParams{K: 3, EdgeBias: true, Precision: prec}
+}
+
+func conv1x1(prec tensor.Precision) tensor.ConvParams {
+	return tensor.ConvParams{K: 1, Precision: prec}
+}
 
 // actNormScale is the logscale_factor of Glow's actnorm and zeros-conv: logs are stored divided by 3
 // and multiplied by 3 on use (dlf-spec §5).
@@ -28,14 +32,20 @@ type hyperNet struct {
 	// cond is the condition projection W_c, or noParam.
 	cond param
 	out  int
+	// c3, c1 are the 3×3 and 1×1 convolutions' parameters.
+	c3, c1 tensor.ConvParams
 }
 
 // actnormParams are an actnorm's bias b and log-scale logs, and its "initialised" flag when Glow's
 // data-dependent init sets it (noParam in DLF).
 type actnormParams struct{ b, logs, flag param }
 
-// zeroConvParams are Glow's conv2d_zeros weight, bias and log-scale.
-type zeroConvParams struct{ w, b, logs param }
+// zeroConvParams are Glow's conv2d_zeros weight, bias and log-scale, and its convolution's
+// parameters.
+type zeroConvParams struct {
+	w, b, logs param
+	cp         tensor.ConvParams
+}
 
 // hyperInit chooses the hyper-network initialisation.
 type hyperInit struct {
@@ -49,8 +59,8 @@ type hyperInit struct {
 // newHyperNet registers g under u with names prefix+"conv1.weight", … for cin input and out output
 // channels.
 func newHyperNet(u *unit, prefix string, cin, width, out, classes int, hi hyperInit) *hyperNet {
-	g := &hyperNet{cond: noParam, out: out}
 	r := u.reg
+	g := &hyperNet{cond: noParam, out: out, c3: conv3x3(r.prec), c1: conv1x1(r.prec)}
 	// Glow's conv2d: weights ~ N(0, 0.05²), then actnorm instead of a bias.
 	g.conv1 = u.param(prefix+"conv1.weight", true, []int{3, 3, cin + 1, width}, r.normal(0.05))
 	g.an1 = newActnormParams(u, prefix+"actnorm1.", width, hi)
@@ -64,6 +74,7 @@ func newHyperNet(u *unit, prefix string, cin, width, out, classes int, hi hyperI
 		w:    u.param(prefix+"conv3.weight", true, []int{3, 3, width + 1, out}, zeros),
 		b:    u.param(prefix+"conv3.bias", true, []int{out}, constant(hi.outBias)),
 		logs: u.param(prefix+"conv3.logs", true, []int{out}, zeros),
+		cp:   conv3x3(r.prec),
 	}
 	if classes > 0 {
 		// The condition's projection starts at zero so that conditioning changes nothing at init.
@@ -96,10 +107,10 @@ func (g *hyperNet) apply(e *env, pv vars, x *autodiff.Var) (out *autodiff.Var) {
 	defer func() { close(out) }()
 	t := e.t
 	out = chain(x,
-		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv1), nil, conv3x3) },
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv1), nil, g.c3) },
 		func(v *autodiff.Var) *autodiff.Var { return actnorm(e, pv, v, g.an1) },
 		t.Relu,
-		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv2), nil, conv1x1) },
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(g.conv2), nil, g.c1) },
 		func(v *autodiff.Var) *autodiff.Var { return actnorm(e, pv, v, g.an2) },
 		t.Relu,
 		func(v *autodiff.Var) *autodiff.Var { return zeroConv(t, pv, v, g.conv3) },
@@ -132,7 +143,7 @@ func zeroConv(t *autodiff.Tape, pv vars, x *autodiff.Var, p zeroConvParams) (y *
 	close := arena(t)
 	defer func() { close(y) }()
 	return chain(x,
-		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(p.w), nil, conv3x3) },
+		func(v *autodiff.Var) *autodiff.Var { return t.Conv2D(v, pv.of(p.w), nil, p.cp) },
 		func(v *autodiff.Var) *autodiff.Var {
 			y, _ := t.ActNorm(v, pv.of(p.b), pv.of(p.logs), actNormScale)
 			return y

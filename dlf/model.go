@@ -48,7 +48,9 @@ func New(cfg Config, be tensor.Backend, dt tensor.DType) (*Model, error) {
 	if !be.Supports(dt) {
 		return nil, fmt.Errorf("dlf: backend %s does not support %v", be.Name(), dt)
 	}
-	m := build(cfg, newRegistry(be, dt, cfg.Seed))
+	reg := newRegistry(be, dt, cfg.Seed)
+	reg.prec = cfg.ConvPrecision(be)
+	m := build(cfg, reg)
 	if err := be.Err(); err != nil {
 		return nil, fmt.Errorf("dlf: allocating parameters on %s: %w", be.Name(), err)
 	}

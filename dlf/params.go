@@ -28,8 +28,10 @@ type Param struct {
 // registry owns every Param of a model in creation order and the host RNG that initialises them.
 // A dry registry (nil backend) only records names and shapes, for counting parameters.
 type registry struct {
-	be    tensor.Backend
-	dt    tensor.DType
+	be tensor.Backend
+	dt tensor.DType
+	// prec is the hyper-networks' convolution arithmetic (Config.ConvPrecision).
+	prec  tensor.Precision
 	rng   *rand.Rand
 	list  []*Param
 	index map[string]*Param

@@ -40,6 +40,7 @@ func newZeroConv(u *unit, cin, out int, outBias float64) zeroConvParams {
 		w:    u.param("conv.weight", true, []int{3, 3, cin + 1, out}, zeros),
 		b:    u.param("conv.bias", true, []int{out}, constant(outBias)),
 		logs: u.param("conv.logs", true, []int{out}, zeros),
+		cp:   conv3x3(u.reg.prec),
 	}
 }
 

@@ -72,6 +72,7 @@ func configFlags() []configFlag {
 		boolField("conditioning", "class-conditional model (needs a labelled dataset)", true, func(c *dlf.Config) *bool { return &c.Conditioning }),
 		floatField("l2_factor", "weight of the L2 term on the 1x1-conv weights", false, func(c *dlf.Config) *float64 { return &c.L2Factor }),
 		boolField("recompute", "rebuild activations by inverting each step in the backward pass (memory O(1) in depth, ~1.7× time)", false, func(c *dlf.Config) *bool { return &c.Recompute }),
+		stringField("precision", "arithmetic of the hyper-network convolutions: tf32 (tensor cores on CUDA; the same operand rounding on the CPU) or fp32; empty: tf32 on CUDA, fp32 on the CPU. Log-determinants, priors, 1x1 invertible convolutions and the optimizer stay fp32/fp64", false, func(c *dlf.Config) *string { return &c.Precision }),
 		stringField("temperature_mode", "where sampling applies the temperature: top (DLF) or all (Glow)", false, func(c *dlf.Config) *string { return &c.Temperature }),
 		// Optimisation.
 		intField("batch_size", "images per step", false, func(c *dlf.Config) *int { return &c.BatchSize }),

@@ -18,7 +18,7 @@
 // splits > 1 the raw partials go to ws[(slice·M + m)·N + n] and splitk_finish_f32 adds them (and
 // the bias). kChunk must be a multiple of 16. Index arithmetic is 32-bit for pixels and
 // channels (the host checks N·H·W·max(Cp, Cout) < 2^31) and 64-bit for addresses.
-#include "gemm.cuh"
+#include "mma.cuh"
 
 // Im2col: element (m, k) of the patch matrix, KC layout (k contiguous within a tap). m = (n, h, w) is
 // fixed per thread; k = (kh, kw, ci) with ci fastest.
@@ -202,7 +202,7 @@ __device__ __forceinline__ void conv_fwd(float* y, const float* x, const float* 
   int kBegin, kEnd;
   slice_range(Kred, kChunk, kBegin, kEnd);
   const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  float acc[C::TM][C::TN];
+  typename C::Acc acc;
   gemm_tile<C>(LoadIm2col<C::BM, C::BK, C::SA>(x, H, W, Cin, Cp, K, M, kEnd, m0),
                LoadIC<C::BN, C::BK, C::SB>(w, Cout, Cout, kEnd, n0), kBegin, kEnd, acc);
   if (splits == 1) {
@@ -219,7 +219,7 @@ __device__ __forceinline__ void conv_bwd_data(float* dx, const float* dy, const 
   int kBegin, kEnd;
   slice_range(Kred, kChunk, kBegin, kEnd);
   const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  float acc[C::TM][C::TN];
+  typename C::Acc acc;
   gemm_tile<C>(LoadIm2col<C::BM, C::BK, C::SA>(dy, H, W, Cout, Cout, K, M, kEnd, m0),
                LoadFlippedWeights<C::BN, C::BK, C::SB>(w, Cin, Cp, Cout, K * K, kEnd, n0), kBegin, kEnd, acc);
   if (splits == 1) {
@@ -236,7 +236,7 @@ __device__ __forceinline__ void conv_bwd_filter(float* dw, const float* x, const
   int kBegin, kEnd;
   slice_range(P, kChunk, kBegin, kEnd);
   const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  float acc[C::TM][C::TN];
+  typename C::Acc acc;
   gemm_tile<C>(LoadIm2colT<C::BM, C::BK, C::SA>(x, H, W, Cin, Cp, K, Mw, kEnd, m0),
                LoadIC<C::BN, C::BK, C::SB>(dy, Cout, Cout, kEnd, n0), kBegin, kEnd, acc);
   if (splits == 1) {
@@ -298,4 +298,61 @@ extern "C" __global__ void __launch_bounds__(256)
 conv2d_bwd_filter_128x32(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin,
                           int Cout, int K, int edge, int splits, int kChunk) {
   conv_bwd_filter<CfgN>(dw, x, dy, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+// The TF32 tensor-core twins of the three convolutions (mma.cuh): same arguments and tiling;
+// operands rounded to TF32 (cvt.rna) as they are gathered, products accumulated in fp32.
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+conv2d_fwd_tf32_128x128(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W,
+                   int Cin, int Cout, int K, int edge, int splits, int kChunk) {
+  conv_fwd<TcL>(y, x, w, bias, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+conv2d_bwd_data_tf32_128x128(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin,
+                        int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_data<TcL>(dx, dy, w, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+conv2d_bwd_filter_tf32_128x128(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin,
+                          int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_filter<TcL>(dw, x, dy, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_fwd_tf32_64x64(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W,
+                   int Cin, int Cout, int K, int edge, int splits, int kChunk) {
+  conv_fwd<TcS>(y, x, w, bias, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_bwd_data_tf32_64x64(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin,
+                        int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_data<TcS>(dx, dy, w, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_bwd_filter_tf32_64x64(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin,
+                          int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_filter<TcS>(dw, x, dy, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_fwd_tf32_128x32(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W,
+                   int Cin, int Cout, int K, int edge, int splits, int kChunk) {
+  conv_fwd<TcN>(y, x, w, bias, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_bwd_data_tf32_128x32(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin,
+                        int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_data<TcN>(dx, dy, w, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_bwd_filter_tf32_128x32(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin,
+                          int Cout, int K, int edge, int splits, int kChunk) {
+  conv_bwd_filter<TcN>(dw, x, dy, ws, N, H, W, Cin, Cout, K, edge, splits, kChunk);
 }

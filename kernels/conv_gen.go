@@ -81,6 +81,81 @@ func (k *Kernels) Conv2dBwdData64x64(stream cu.Stream, grid, block cu.Dim3, shme
 	return k.launch(idxConv2dBwdData64x64, stream, grid, block, shmem, 13)
 }
 
+// Conv2dBwdDataTf32128x128 launches conv2d_bwd_data_tf32_128x128 (conv.cu:313):
+//
+//	void conv2d_bwd_data_tf32_128x128(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdDataTf32128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dx cu.DevicePtr, dy cu.DevicePtr, w cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dx)
+	k.args.ptr(1, dy)
+	k.args.ptr(2, w)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, W)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdDataTf32128x128, stream, grid, block, shmem, 13)
+}
+
+// Conv2dBwdDataTf32128x32 launches conv2d_bwd_data_tf32_128x32 (conv.cu:349):
+//
+//	void conv2d_bwd_data_tf32_128x32(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdDataTf32128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dx cu.DevicePtr, dy cu.DevicePtr, w cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dx)
+	k.args.ptr(1, dy)
+	k.args.ptr(2, w)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, W)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdDataTf32128x32, stream, grid, block, shmem, 13)
+}
+
+// Conv2dBwdDataTf3264x64 launches conv2d_bwd_data_tf32_64x64 (conv.cu:331):
+//
+//	void conv2d_bwd_data_tf32_64x64(float* dx, const float* dy, const float* w, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdDataTf3264x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dx cu.DevicePtr, dy cu.DevicePtr, w cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dx)
+	k.args.ptr(1, dy)
+	k.args.ptr(2, w)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, W)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdDataTf3264x64, stream, grid, block, shmem, 13)
+}
+
 // Conv2dBwdFilter128x128 launches conv2d_bwd_filter_128x128 (conv.cu:262):
 //
 //	void conv2d_bwd_filter_128x128(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
@@ -154,6 +229,81 @@ func (k *Kernels) Conv2dBwdFilter64x64(stream cu.Stream, grid, block cu.Dim3, sh
 	k.args.i32(11, splits)
 	k.args.i32(12, kChunk)
 	return k.launch(idxConv2dBwdFilter64x64, stream, grid, block, shmem, 13)
+}
+
+// Conv2dBwdFilterTf32128x128 launches conv2d_bwd_filter_tf32_128x128 (conv.cu:319):
+//
+//	void conv2d_bwd_filter_tf32_128x128(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdFilterTf32128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dw cu.DevicePtr, x cu.DevicePtr, dy cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, w int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dw)
+	k.args.ptr(1, x)
+	k.args.ptr(2, dy)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, w)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdFilterTf32128x128, stream, grid, block, shmem, 13)
+}
+
+// Conv2dBwdFilterTf32128x32 launches conv2d_bwd_filter_tf32_128x32 (conv.cu:355):
+//
+//	void conv2d_bwd_filter_tf32_128x32(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdFilterTf32128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dw cu.DevicePtr, x cu.DevicePtr, dy cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, w int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dw)
+	k.args.ptr(1, x)
+	k.args.ptr(2, dy)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, w)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdFilterTf32128x32, stream, grid, block, shmem, 13)
+}
+
+// Conv2dBwdFilterTf3264x64 launches conv2d_bwd_filter_tf32_64x64 (conv.cu:337):
+//
+//	void conv2d_bwd_filter_tf32_64x64(float* dw, const float* x, const float* dy, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dBwdFilterTf3264x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, dw cu.DevicePtr, x cu.DevicePtr, dy cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, w int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, dw)
+	k.args.ptr(1, x)
+	k.args.ptr(2, dy)
+	k.args.ptr(3, ws)
+	k.args.i32(4, n)
+	k.args.i32(5, h)
+	k.args.i32(6, w)
+	k.args.i32(7, cin)
+	k.args.i32(8, cout)
+	k.args.i32(9, kArg)
+	k.args.i32(10, edge)
+	k.args.i32(11, splits)
+	k.args.i32(12, kChunk)
+	return k.launch(idxConv2dBwdFilterTf3264x64, stream, grid, block, shmem, 13)
 }
 
 // Conv2dFwd128x128 launches conv2d_fwd_128x128 (conv.cu:250):
@@ -232,4 +382,82 @@ func (k *Kernels) Conv2dFwd64x64(stream cu.Stream, grid, block cu.Dim3, shmem ui
 	k.args.i32(12, splits)
 	k.args.i32(13, kChunk)
 	return k.launch(idxConv2dFwd64x64, stream, grid, block, shmem, 14)
+}
+
+// Conv2dFwdTf32128x128 launches conv2d_fwd_tf32_128x128 (conv.cu:307):
+//
+//	void conv2d_fwd_tf32_128x128(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dFwdTf32128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, y cu.DevicePtr, x cu.DevicePtr, w cu.DevicePtr, bias cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, y)
+	k.args.ptr(1, x)
+	k.args.ptr(2, w)
+	k.args.ptr(3, bias)
+	k.args.ptr(4, ws)
+	k.args.i32(5, n)
+	k.args.i32(6, h)
+	k.args.i32(7, W)
+	k.args.i32(8, cin)
+	k.args.i32(9, cout)
+	k.args.i32(10, kArg)
+	k.args.i32(11, edge)
+	k.args.i32(12, splits)
+	k.args.i32(13, kChunk)
+	return k.launch(idxConv2dFwdTf32128x128, stream, grid, block, shmem, 14)
+}
+
+// Conv2dFwdTf32128x32 launches conv2d_fwd_tf32_128x32 (conv.cu:343):
+//
+//	void conv2d_fwd_tf32_128x32(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dFwdTf32128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, y cu.DevicePtr, x cu.DevicePtr, w cu.DevicePtr, bias cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, y)
+	k.args.ptr(1, x)
+	k.args.ptr(2, w)
+	k.args.ptr(3, bias)
+	k.args.ptr(4, ws)
+	k.args.i32(5, n)
+	k.args.i32(6, h)
+	k.args.i32(7, W)
+	k.args.i32(8, cin)
+	k.args.i32(9, cout)
+	k.args.i32(10, kArg)
+	k.args.i32(11, edge)
+	k.args.i32(12, splits)
+	k.args.i32(13, kChunk)
+	return k.launch(idxConv2dFwdTf32128x32, stream, grid, block, shmem, 14)
+}
+
+// Conv2dFwdTf3264x64 launches conv2d_fwd_tf32_64x64 (conv.cu:325):
+//
+//	void conv2d_fwd_tf32_64x64(float* y, const float* x, const float* w, const float* bias, float* ws, int N, int H, int W, int Cin, int Cout, int K, int edge, int splits, int kChunk)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) Conv2dFwdTf3264x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, y cu.DevicePtr, x cu.DevicePtr, w cu.DevicePtr, bias cu.DevicePtr, ws cu.DevicePtr, n int32, h int32, W int32, cin int32, cout int32, kArg int32, edge int32, splits int32, kChunk int32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, y)
+	k.args.ptr(1, x)
+	k.args.ptr(2, w)
+	k.args.ptr(3, bias)
+	k.args.ptr(4, ws)
+	k.args.i32(5, n)
+	k.args.i32(6, h)
+	k.args.i32(7, W)
+	k.args.i32(8, cin)
+	k.args.i32(9, cout)
+	k.args.i32(10, kArg)
+	k.args.i32(11, edge)
+	k.args.i32(12, splits)
+	k.args.i32(13, kChunk)
+	return k.launch(idxConv2dFwdTf3264x64, stream, grid, block, shmem, 14)
 }

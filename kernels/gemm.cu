@@ -10,7 +10,7 @@
 // stay aligned. With splits == 1 the block applies alpha and beta itself; otherwise it writes its raw
 // partial product to ws[(z·M + m)·N + n] and splitk_finish_f32 applies them. With beta == 0, C is not
 // read. The tile machinery is gemm.cuh's; see it for the algorithm.
-#include "gemm.cuh"
+#include "mma.cuh"
 
 template <class C, bool TA, bool TB>
 __device__ __forceinline__ void sgemm(float* c, const float* a, const float* b, float* ws, int M, int N, int K,
@@ -23,7 +23,7 @@ __device__ __forceinline__ void sgemm(float* c, const float* a, const float* b, 
   const int kBegin = slice * kChunk;
   const int kEnd = K - kBegin > kChunk ? kBegin + kChunk : K;
   const int m0 = blockIdx.x * C::BM, n0 = blockIdx.y * C::BN;
-  float acc[C::TM][C::TN];
+  typename C::Acc acc;
   // op(A)(m, k): stored [M,K] → A[m*K + k] (k contiguous); stored [K,M] → A[k*M + m].
   // op(B)(k, n): stored [K,N] → B[k*N + n] (n contiguous); stored [N,K] → B[n*K + k].
   if (!TA && !TB) {
@@ -118,6 +118,80 @@ sgemm_tt_128x32(float* c, const float* a, const float* b, float* ws, int M, int 
   sgemm<CfgN, true, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
 }
 
+// The TF32 tensor-core twins of the kernels above (mma.cuh): same arguments, tiles and split-K
+// scheme; operands rounded to TF32 (cvt.rna), products accumulated in fp32. Host: Precision TF32.
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_tf32_nn_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcL, false, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_tf32_nt_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcL, false, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_tf32_tn_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcL, true, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_tf32_tt_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcL, true, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_nn_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcS, false, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_nt_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcS, false, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_tn_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcS, true, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_tt_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcS, true, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_nn_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcN, false, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_nt_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcN, false, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_tn_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcN, true, false>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+gemm_tf32_tt_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk,
+                 float alpha, float beta, long long strideA, long long strideB, long long strideC) {
+  sgemm<TcN, true, true>(c, a, b, ws, M, N, K, splits, kChunk, alpha, beta, strideA, strideB, strideC);
+}
 // splitk_finish_f32: for each batch b < batches and element e < MN of an [M,N] output:
 //   s = Σ_{slice < splits} ws[(b·splits + slice)·MN + e]   (slice order, in double)
 //   out[b·strideOut + e] = alpha·s + bias[e % N] (when bias) + beta·out (only when beta != 0).

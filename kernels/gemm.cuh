@@ -27,6 +27,7 @@ struct TileCfg {
   static constexpr int SB = BN + 4;
   static constexpr int RM = BM / (TM / 4); // distance between a thread's 4-row groups
   static constexpr int RN = BN / (TN / 4);
+  typedef float Acc[TM][TN];               // a thread's accumulators (mma.cuh's configs differ)
   static_assert(TX * TY == 256, "a tile config must use 256 threads");
   static_assert(TM % 4 == 0 && TN % 4 == 0 && BK % 4 == 0, "micro-tiles and BK are built from float4s");
   static_assert(BM * BK / 4 <= 256 && BN * BK / 4 <= 256, "one float4 piece per thread and operand");
@@ -148,11 +149,35 @@ struct Epilogue {
   const float* bias;
   int M, N;
   float alpha, beta;
-  bool vec;
+  bool vec, vec2;
 
   __device__ __forceinline__ Epilogue(float* out_, const float* bias_, int M_, int N_, float alpha_, float beta_)
       : out(out_), bias(bias_), M(M_), N(N_), alpha(alpha_), beta(beta_) {
     vec = (N_ & 3) == 0 && aligned16(out_);
+    vec2 = (N_ & 1) == 0 && (reinterpret_cast<unsigned long long>(out_) & 7ull) == 0;
+  }
+
+  // store2 is operator() for the two columns n, n+1 (n even) that a tensor-core lane holds
+  // (mma.cuh), with the same arithmetic per element.
+  __device__ __forceinline__ void store2(int m, int n, float v0, float v1) const {
+    if (m >= M || n >= N) return;
+    float* q = out + (long long)m * N + n;
+    const bool two = n + 1 < N;
+    float o0 = alpha * v0, o1 = alpha * v1;
+    if (bias) {
+      o0 += bias[n];
+      if (two) o1 += bias[n + 1];
+    }
+    if (beta != 0.0f) {
+      o0 = fmaf(beta, q[0], o0);
+      if (two) o1 = fmaf(beta, q[1], o1);
+    }
+    if (two && vec2) {
+      *reinterpret_cast<float2*>(q) = make_float2(o0, o1);
+    } else {
+      q[0] = o0;
+      if (two) q[1] = o1;
+    }
   }
 
   __device__ __forceinline__ void operator()(int m, int n, const float* v) const {

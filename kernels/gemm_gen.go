@@ -6,6 +6,318 @@ package kernels
 
 import "dlf/tensor/cuda/cu"
 
+// GemmTf32Nn128x128 launches gemm_tf32_nn_128x128 (gemm.cu:125):
+//
+//	void gemm_tf32_nn_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nn128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nn128x128, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Nn128x32 launches gemm_tf32_nn_128x32 (gemm.cu:173):
+//
+//	void gemm_tf32_nn_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nn128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nn128x32, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Nn64x64 launches gemm_tf32_nn_64x64 (gemm.cu:149):
+//
+//	void gemm_tf32_nn_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nn64x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nn64x64, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Nt128x128 launches gemm_tf32_nt_128x128 (gemm.cu:131):
+//
+//	void gemm_tf32_nt_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nt128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nt128x128, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Nt128x32 launches gemm_tf32_nt_128x32 (gemm.cu:179):
+//
+//	void gemm_tf32_nt_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nt128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nt128x32, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Nt64x64 launches gemm_tf32_nt_64x64 (gemm.cu:155):
+//
+//	void gemm_tf32_nt_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Nt64x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Nt64x64, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tn128x128 launches gemm_tf32_tn_128x128 (gemm.cu:137):
+//
+//	void gemm_tf32_tn_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tn128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tn128x128, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tn128x32 launches gemm_tf32_tn_128x32 (gemm.cu:185):
+//
+//	void gemm_tf32_tn_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tn128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tn128x32, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tn64x64 launches gemm_tf32_tn_64x64 (gemm.cu:161):
+//
+//	void gemm_tf32_tn_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tn64x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tn64x64, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tt128x128 launches gemm_tf32_tt_128x128 (gemm.cu:143):
+//
+//	void gemm_tf32_tt_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tt128x128(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tt128x128, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tt128x32 launches gemm_tf32_tt_128x32 (gemm.cu:191):
+//
+//	void gemm_tf32_tt_128x32(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tt128x32(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tt128x32, stream, grid, block, shmem, 14)
+}
+
+// GemmTf32Tt64x64 launches gemm_tf32_tt_64x64 (gemm.cu:167):
+//
+//	void gemm_tf32_tt_64x64(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
+//
+// Call inside Device.Do of the device k was loaded on; faults in the
+// kernel itself surface at the next synchronisation.
+func (k *Kernels) GemmTf32Tt64x64(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c cu.DevicePtr, a cu.DevicePtr, b cu.DevicePtr, ws cu.DevicePtr, m int32, n int32, kArg int32, splits int32, kChunk int32, alpha float32, beta float32, strideA int64, strideB int64, strideC int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.args.ptr(0, c)
+	k.args.ptr(1, a)
+	k.args.ptr(2, b)
+	k.args.ptr(3, ws)
+	k.args.i32(4, m)
+	k.args.i32(5, n)
+	k.args.i32(6, kArg)
+	k.args.i32(7, splits)
+	k.args.i32(8, kChunk)
+	k.args.f32(9, alpha)
+	k.args.f32(10, beta)
+	k.args.i64(11, strideA)
+	k.args.i64(12, strideB)
+	k.args.i64(13, strideC)
+	return k.launch(idxGemmTf32Tt64x64, stream, grid, block, shmem, 14)
+}
+
 // SgemmNn128x128 launches sgemm_nn_128x128 (gemm.cu:50):
 //
 //	void sgemm_nn_128x128(float* c, const float* a, const float* b, float* ws, int M, int N, int K, int splits, int kChunk, float alpha, float beta, long long strideA, long long strideB, long long strideC)
@@ -318,7 +630,7 @@ func (k *Kernels) SgemmTt64x64(stream cu.Stream, grid, block cu.Dim3, shmem uint
 	return k.launch(idxSgemmTt64x64, stream, grid, block, shmem, 14)
 }
 
-// SplitkFinishF32 launches splitk_finish_f32 (gemm.cu:126):
+// SplitkFinishF32 launches splitk_finish_f32 (gemm.cu:200):
 //
 //	void splitk_finish_f32(float* out, const float* ws, const float* bias, long long MN, int N, int splits, int batches, float alpha, float beta, long long strideOut)
 //

@@ -18,12 +18,21 @@ const (
 	idxConv2dBwdData128x128
 	idxConv2dBwdData128x32
 	idxConv2dBwdData64x64
+	idxConv2dBwdDataTf32128x128
+	idxConv2dBwdDataTf32128x32
+	idxConv2dBwdDataTf3264x64
 	idxConv2dBwdFilter128x128
 	idxConv2dBwdFilter128x32
 	idxConv2dBwdFilter64x64
+	idxConv2dBwdFilterTf32128x128
+	idxConv2dBwdFilterTf32128x32
+	idxConv2dBwdFilterTf3264x64
 	idxConv2dFwd128x128
 	idxConv2dFwd128x32
 	idxConv2dFwd64x64
+	idxConv2dFwdTf32128x128
+	idxConv2dFwdTf32128x32
+	idxConv2dFwdTf3264x64
 	idxCopyChannelsF32
 	idxCopyF32
 	idxFillF32
@@ -32,6 +41,18 @@ const (
 	idxGaussBwdF32
 	idxGaussLogpF32
 	idxGaussSampleF32
+	idxGemmTf32Nn128x128
+	idxGemmTf32Nn128x32
+	idxGemmTf32Nn64x64
+	idxGemmTf32Nt128x128
+	idxGemmTf32Nt128x32
+	idxGemmTf32Nt64x64
+	idxGemmTf32Tn128x128
+	idxGemmTf32Tn128x32
+	idxGemmTf32Tn64x64
+	idxGemmTf32Tt128x128
+	idxGemmTf32Tt128x32
+	idxGemmTf32Tt64x64
 	idxInvLogdetF32
 	idxRandNormalF32
 	idxRandUniformF32
@@ -307,6 +328,60 @@ var Table = []KernelInfo{
 		},
 	},
 	{
+		Name: "conv2d_bwd_data_tf32_128x128", GoName: "Conv2dBwdDataTf32128x128", Module: "conv", Source: "conv.cu", Line: 313,
+		Params: []ParamInfo{
+			{Name: "dx", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_bwd_data_tf32_128x32", GoName: "Conv2dBwdDataTf32128x32", Module: "conv", Source: "conv.cu", Line: 349,
+		Params: []ParamInfo{
+			{Name: "dx", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_bwd_data_tf32_64x64", GoName: "Conv2dBwdDataTf3264x64", Module: "conv", Source: "conv.cu", Line: 331,
+		Params: []ParamInfo{
+			{Name: "dx", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
 		Name: "conv2d_bwd_filter_128x128", GoName: "Conv2dBwdFilter128x128", Module: "conv", Source: "conv.cu", Line: 262,
 		Params: []ParamInfo{
 			{Name: "dw", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
@@ -344,6 +419,60 @@ var Table = []KernelInfo{
 	},
 	{
 		Name: "conv2d_bwd_filter_64x64", GoName: "Conv2dBwdFilter64x64", Module: "conv", Source: "conv.cu", Line: 280,
+		Params: []ParamInfo{
+			{Name: "dw", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_bwd_filter_tf32_128x128", GoName: "Conv2dBwdFilterTf32128x128", Module: "conv", Source: "conv.cu", Line: 319,
+		Params: []ParamInfo{
+			{Name: "dw", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_bwd_filter_tf32_128x32", GoName: "Conv2dBwdFilterTf32128x32", Module: "conv", Source: "conv.cu", Line: 355,
+		Params: []ParamInfo{
+			{Name: "dw", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "dy", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_bwd_filter_tf32_64x64", GoName: "Conv2dBwdFilterTf3264x64", Module: "conv", Source: "conv.cu", Line: 337,
 		Params: []ParamInfo{
 			{Name: "dw", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
@@ -400,6 +529,63 @@ var Table = []KernelInfo{
 	},
 	{
 		Name: "conv2d_fwd_64x64", GoName: "Conv2dFwd64x64", Module: "conv", Source: "conv.cu", Line: 268,
+		Params: []ParamInfo{
+			{Name: "y", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "bias", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_fwd_tf32_128x128", GoName: "Conv2dFwdTf32128x128", Module: "conv", Source: "conv.cu", Line: 307,
+		Params: []ParamInfo{
+			{Name: "y", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "bias", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_fwd_tf32_128x32", GoName: "Conv2dFwdTf32128x32", Module: "conv", Source: "conv.cu", Line: 343,
+		Params: []ParamInfo{
+			{Name: "y", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "w", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "bias", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "H", CType: "int", GoType: "int32", Size: 4},
+			{Name: "W", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cin", CType: "int", GoType: "int32", Size: 4},
+			{Name: "Cout", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "edge", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "conv2d_fwd_tf32_64x64", GoName: "Conv2dFwdTf3264x64", Module: "conv", Source: "conv.cu", Line: 325,
 		Params: []ParamInfo{
 			{Name: "y", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
 			{Name: "x", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
@@ -537,6 +723,234 @@ var Table = []KernelInfo{
 			{Name: "interleaved", CType: "int", GoType: "int32", Size: 4},
 			{Name: "bounded", CType: "int", GoType: "int32", Size: 4},
 			{Name: "bcast", CType: "int", GoType: "int32", Size: 4},
+		},
+	},
+	{
+		Name: "gemm_tf32_nn_128x128", GoName: "GemmTf32Nn128x128", Module: "gemm", Source: "gemm.cu", Line: 125,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_nn_128x32", GoName: "GemmTf32Nn128x32", Module: "gemm", Source: "gemm.cu", Line: 173,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_nn_64x64", GoName: "GemmTf32Nn64x64", Module: "gemm", Source: "gemm.cu", Line: 149,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_nt_128x128", GoName: "GemmTf32Nt128x128", Module: "gemm", Source: "gemm.cu", Line: 131,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_nt_128x32", GoName: "GemmTf32Nt128x32", Module: "gemm", Source: "gemm.cu", Line: 179,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_nt_64x64", GoName: "GemmTf32Nt64x64", Module: "gemm", Source: "gemm.cu", Line: 155,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tn_128x128", GoName: "GemmTf32Tn128x128", Module: "gemm", Source: "gemm.cu", Line: 137,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tn_128x32", GoName: "GemmTf32Tn128x32", Module: "gemm", Source: "gemm.cu", Line: 185,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tn_64x64", GoName: "GemmTf32Tn64x64", Module: "gemm", Source: "gemm.cu", Line: 161,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tt_128x128", GoName: "GemmTf32Tt128x128", Module: "gemm", Source: "gemm.cu", Line: 143,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tt_128x32", GoName: "GemmTf32Tt128x32", Module: "gemm", Source: "gemm.cu", Line: 191,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
+		},
+	},
+	{
+		Name: "gemm_tf32_tt_64x64", GoName: "GemmTf32Tt64x64", Module: "gemm", Source: "gemm.cu", Line: 167,
+		Params: []ParamInfo{
+			{Name: "c", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "a", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "b", CType: "const float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "ws", CType: "float*", GoType: "cu.DevicePtr", Size: 8},
+			{Name: "M", CType: "int", GoType: "int32", Size: 4},
+			{Name: "N", CType: "int", GoType: "int32", Size: 4},
+			{Name: "K", CType: "int", GoType: "int32", Size: 4},
+			{Name: "splits", CType: "int", GoType: "int32", Size: 4},
+			{Name: "kChunk", CType: "int", GoType: "int32", Size: 4},
+			{Name: "alpha", CType: "float", GoType: "float32", Size: 4},
+			{Name: "beta", CType: "float", GoType: "float32", Size: 4},
+			{Name: "strideA", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideB", CType: "long long", GoType: "int64", Size: 8},
+			{Name: "strideC", CType: "long long", GoType: "int64", Size: 8},
 		},
 	},
 	{
@@ -857,7 +1271,7 @@ var Table = []KernelInfo{
 		},
 	},
 	{
-		Name: "splitk_finish_f32", GoName: "SplitkFinishF32", Module: "gemm", Source: "gemm.cu", Line: 126,
+		Name: "splitk_finish_f32", GoName: "SplitkFinishF32", Module: "gemm", Source: "gemm.cu", Line: 200,
 		Doc: "splitk_finish_f32: for each batch b < batches and element e < MN of an [M,N] output:\n  s = Σ_{slice < splits} ws[(b·splits + slice)·MN + e]   (slice order, in double)\n  out[b·strideOut + e] = alpha·s + bias[e % N] (when bias) + beta·out (only when beta != 0).\nIt finishes split-K GEMMs and convolutions (conv.cu) alike.",
 		Params: []ParamInfo{
 			{Name: "out", CType: "float*", GoType: "cu.DevicePtr", Size: 8},

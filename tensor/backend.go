@@ -57,8 +57,9 @@ type Backend interface {
 	Reduce(op ReduceOp, axes ReduceAxes, dst, src *Tensor)
 
 	// Gemm computes c = alpha·op(a)·op(b) + beta·c for 2-D operands, or for each batch index of 3-D
-	// operands [B, rows, cols]. With beta = 0, c is not read (it may hold NaN).
-	Gemm(transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor)
+	// operands [B, rows, cols]. With beta = 0, c is not read (it may hold NaN). prec TF32 rounds
+	// op(a) and op(b) to TF32 first (Float32 only; see Precision).
+	Gemm(prec Precision, transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor)
 	// InvLogDet computes, for each C×C matrix W of w ([B,C,C], or one [C,C]), in float64 by
 	// Gauss-Jordan elimination with partial pivoting: inv = W⁻ᵀ (the shape of w) and
 	// logdet[b] = scale·log|det W| rounded once ([B], or [1]). A zero pivot (a singular W) gives
@@ -211,6 +212,10 @@ type ConvParams struct {
 	K int
 	// EdgeBias adds Glow's border-indicator input channel (dlf-spec §1.6).
 	EdgeBias bool
+	// Precision is the arithmetic of the three convolution ops on Float32 tensors: FP32 (the zero
+	// value) or TF32, which rounds x (or dy) and w to TF32 before multiplying. The edge-bias
+	// indicator (0 or 1) and the bias are exact either way.
+	Precision Precision
 }
 
 // Pad is the zero padding on each side.

@@ -222,6 +222,17 @@ func Reduce(op ReduceOp, axes ReduceAxes, dst, src *Tensor) {
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c for 2-D operands, or per batch for 3-D operands.
 func Gemm(transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor) {
+	GemmPrecision(FP32, transA, transB, alpha, a, b, beta, c)
+}
+
+// GemmPrecision is Gemm at precision prec (TF32: operands rounded to TF32, float32 sums; Float32
+// tensors only, Float64 ignores it). The model keeps its GEMMs — the invertible 1×1 convolution,
+// the prior's broadcast, the condition projection — in FP32; this is for callers that want tensor
+// cores for a dense layer.
+func GemmPrecision(prec Precision, transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor) {
+	if prec != FP32 && prec != TF32 {
+		panic(fmt.Sprintf("tensor: Gemm with unknown precision %v", prec))
+	}
 	be := mustSame("Gemm", a, b, c)
 	r := len(a.shape)
 	if (r != 2 && r != 3) || len(b.shape) != r || len(c.shape) != r {
@@ -246,7 +257,7 @@ func Gemm(transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Ten
 	if SameStorage(a, c) || SameStorage(b, c) {
 		panic("tensor: Gemm output aliases an input")
 	}
-	be.Gemm(transA, transB, alpha, a, b, beta, c)
+	be.Gemm(prec, transA, transB, alpha, a, b, beta, c)
 }
 
 // ConvWeightShape returns the HWIO weight shape of a convolution from cin to cout channels.
@@ -260,6 +271,9 @@ func ConvWeightShape(p ConvParams, cin, cout int) Shape {
 func checkConv(op string, p ConvParams, x, w, y, bias *Tensor) {
 	if p.K < 1 || p.K%2 == 0 {
 		panic(fmt.Sprintf("tensor: %s with even or non-positive kernel size %d", op, p.K))
+	}
+	if p.Precision != FP32 && p.Precision != TF32 {
+		panic(fmt.Sprintf("tensor: %s with unknown precision %v", op, p.Precision))
 	}
 	n, h, wd, cin := x.shape.NHWC()
 	cout := w.shape[len(w.shape)-1]

@@ -233,7 +233,7 @@ func (r *Run) build() error {
 func (r *Run) start(res *Resumable) error {
 	o, cfg, out := r.o, r.cfg, r.hooks.Log
 	fmt.Fprintf(out, "model:   %s\n", Describe(cfg, r.m.NumParams()))
-	fmt.Fprintf(out, "device:  %s\n", r.dev.Desc)
+	fmt.Fprintf(out, "device:  %s; convolutions in %s\n", r.dev.Desc, cfg.ConvPrecision(r.m.Backend()))
 	if o.Ranks > 1 {
 		how := "gradients averaged by a ring all-reduce"
 		if r.procs != nil {

@@ -21,6 +21,10 @@
 //   * floating point details: no FMA contraction (-ffp-contract=off; nvcc contracts a*b+c by
 //     default), glibc's expf/logf/tanhf instead of CUDA's (both within a few ulp), and the fast
 //     intrinsics below (__expf, rsqrtf, ...) are the accurate functions, not the GPU approximations;
+//   * tensor cores: mma.sync m16n8k8 TF32 is modeled lane by lane from the PTX ISA's fragment layout
+//     (operands truncated to their top 19 bits as the hardware reads them, exact products, fp32
+//     sums in k order); the hardware's internal summation order is undocumented, so a GPU may
+//     differ in the last bits of a sum (within the conformance suite's derived bound);
 //   * misaligned vector accesses: a float4 load from an address that is not 16-byte aligned faults
 //     on a GPU (CUDA_ERROR_MISALIGNED_ADDRESS); here it either works (g++ chose an unaligned load)
 //     or faults as CUDA_ERROR_ILLEGAL_ADDRESS with a message saying so.
@@ -62,6 +66,17 @@ void syncwarp();
 void warp_publish(const void* v, int size);
 void warp_read(int lane, void* out, int size);
 void warp_done();
+// mma_m16n8k8_tf32 is mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 with C = D: a warp
+// barrier at which every lane hands in its fragment registers; the whole warp's D is then computed
+// from the PTX ISA's fragment layout (fiber.cpp) and each lane gets its four values back. A lane
+// that is missing, or that is at another warp collective, fails the launch.
+void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]);
+// cvt_rna_tf32 is cvt.rna.tf32.f32 on a float's bits: round to nearest with ties away from zero at
+// the 13th mantissa bit (add 0x1000, clear the low 13 bits); Inf and NaN unchanged.
+static inline unsigned cvt_rna_tf32(unsigned bits) {
+  if ((bits & 0x7f800000u) == 0x7f800000u) return bits;
+  return (bits + 0x1000u) & 0xffffe000u;
+}
 }  // namespace emu
 #pragma GCC visibility pop
 

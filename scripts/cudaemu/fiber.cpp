@@ -119,6 +119,24 @@ Barrier blockBar;
 Barrier warpBar[kMaxThreads / 32];
 alignas(16) unsigned char slots[kMaxThreads][16];  // warp exchange, indexed by linear thread id
 
+// Tensor-core state (mma_m16n8k8_tf32). mmaIn: each lane's fragment registers, by linear thread
+// id; mmaCalls: how many mma calls each thread has made in this block (the lanes of a warp must
+// agree: mma.sync is executed by the whole, converged warp); mmaOut: the warp's result, lane by
+// lane, computed by whichever lane runs first after the barrier opens (mmaGen: the barrier
+// generation it was computed for).
+struct MmaIn {
+  unsigned a[4], b[2];
+  float c[4];
+};
+MmaIn mmaIn[kMaxThreads];
+long mmaCalls[kMaxThreads];
+float mmaOut[kMaxThreads / 32][32][4];
+long mmaGen[kMaxThreads / 32];
+
+// A kernel error the emulator detects itself (not a hardware fault): run_grid reports failMsg
+// as CUDA_ERROR_LAUNCH_FAILED.
+char failMsg[256];
+
 // Fault state, written by the signal handler.
 std::atomic<bool> inKernel{false};
 pthread_t kernelThread;
@@ -255,6 +273,79 @@ void warp_read(int lane, void* out, int size) {
 
 void warp_done() { syncwarp(); }
 
+namespace {
+[[noreturn]] void kernel_fail(const char* what) {
+  snprintf(failMsg, sizeof failMsg, "%s", what);
+  inKernel.store(false, std::memory_order_relaxed);
+  siglongjmp(faultJmp, 2);
+}
+
+// tf32_operand is the value the tensor core reads from a .tf32 register: the top 19 bits of the
+// fp32 pattern (sign, exponent, 10 mantissa bits), the rest ignored (graphs-tf32-mpi-nccl.md §2.3;
+// the kernels round with cvt.rna first, so this drops only zeros there). A NaN stays a NaN.
+float tf32_operand(unsigned bits) {
+  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0) return NAN;
+  float f;
+  bits &= 0xffffe000u;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+}  // namespace
+
+void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  const int lin = fibers[cur].linear, w = lin >> 5;
+  if (warp_size(w) != 32) kernel_fail("mma.sync in a partial warp (the block size is not a multiple of 32)");
+  MmaIn& in = mmaIn[lin];
+  memcpy(in.a, a, sizeof in.a);
+  memcpy(in.b, b, sizeof in.b);
+  memcpy(in.c, d, sizeof in.c);
+  const long call = ++mmaCalls[lin];
+  arrive(warpBar[w], 32);
+  if (mmaGen[w] != warpBar[w].gen) {
+    // First lane after the barrier: every lane must be at this same mma (not at a shuffle, not
+    // one call behind), then D = A·B + C for the whole warp.
+    for (int l = 0; l < 32; l++)
+      if (mmaCalls[w * 32 + l] != call) {
+        char m[160];
+        snprintf(m, sizeof m, "mma.sync: lane %d of warp %d is not at the same mma as lane %d (a divergent or missing mma.sync)",
+                 l, w, lin & 31);
+        kernel_fail(m);
+      }
+    // The PTX ISA's m16n8k8 .tf32 fragments (§9.7.14.5.x), g = lane/4, t = lane%4:
+    //   A (16×8, row): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4);
+    //   B (8×8, col):  b0 (k t, n g), b1 (k t+4, n g);
+    //   C, D (16×8):   c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1).
+    float A[16][8], B[8][8], C[16][8];
+    for (int l = 0; l < 32; l++) {
+      const MmaIn& p = mmaIn[w * 32 + l];
+      const int g = l >> 2, t = l & 3;
+      A[g][t] = tf32_operand(p.a[0]);
+      A[g + 8][t] = tf32_operand(p.a[1]);
+      A[g][t + 4] = tf32_operand(p.a[2]);
+      A[g + 8][t + 4] = tf32_operand(p.a[3]);
+      B[t][g] = tf32_operand(p.b[0]);
+      B[t + 4][g] = tf32_operand(p.b[1]);
+      C[g][2 * t] = p.c[0];
+      C[g][2 * t + 1] = p.c[1];
+      C[g + 8][2 * t] = p.c[2];
+      C[g + 8][2 * t + 1] = p.c[3];
+    }
+    for (int l = 0; l < 32; l++) {
+      const int g = l >> 2, t = l & 3;
+      const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+      for (int q = 0; q < 4; q++) {
+        // A TF32 product (11 × 11 significant bits) is exact in fp32; the sum is rounded after
+        // each add, in k order.
+        float acc = C[rows[q]][cols[q]];
+        for (int k = 0; k < 8; k++) acc += A[rows[q]][k] * B[k][cols[q]];
+        mmaOut[w][l][q] = acc;
+      }
+    }
+    mmaGen[w] = warpBar[w].gen;
+  }
+  memcpy(d, mmaOut[w][lin & 31], sizeof(float) * 4);
+}
+
 void install_fault_handlers() {
   static std::atomic<bool> done{false};
   static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -301,7 +392,20 @@ LaunchResult run_grid(const Kernel& k, void* const* params, Dim grid, Dim block)
   // Volatile: read after a siglongjmp back into this frame.
   volatile unsigned bx = 0, by = 0, bz = 0;
   kernelThread = pthread_self();
-  if (sigsetjmp(faultJmp, 1) != 0) {
+  const int jumped = sigsetjmp(faultJmp, 1);
+  if (jumped == 2) {
+    // kernel_fail: an error the emulator detected (a malformed warp collective).
+    running = nullptr;
+    res.code = 719;
+    char buf[400];
+    const Fiber* f = cur >= 0 ? &fibers[cur] : nullptr;
+    snprintf(buf, sizeof buf, "%s: %s, in block (%u,%u,%u) thread (%u,%u,%u)", k.name, failMsg, (unsigned)bx,
+             (unsigned)by, (unsigned)bz, f ? f->tid.x : 0, f ? f->tid.y : 0, f ? f->tid.z : 0);
+    res.message = buf;
+    cur = -1;
+    return res;
+  }
+  if (jumped != 0) {
     // A fault inside the kernel: every fiber of this block is abandoned (their stacks are reused
     // from scratch by the next launch).
     running = nullptr;
@@ -330,6 +434,8 @@ LaunchResult run_grid(const Kernel& k, void* const* params, Dim grid, Dim block)
         blockIdx_ = {bx, by, bz};
         blockBar = Barrier{};
         for (auto& w : warpBar) w = Barrier{};
+        for (auto& g : mmaGen) g = -1;
+        for (int t = 0; t < n; t++) mmaCalls[t] = 0;
         for (int t = 0; t < n; t++) {
           fibers[t].done = false;
           fibers[t].waitOn = nullptr;

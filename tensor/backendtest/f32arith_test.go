@@ -25,6 +25,16 @@ func f32s(t *tensor.Tensor) []float32 {
 	return out
 }
 
+// f32op is f32s of operand: t's values as a float32 op at precision prec reads them.
+func f32op(t *tensor.Tensor, prec tensor.Precision) []float32 {
+	d := operand(t, prec)
+	out := make([]float32, len(d))
+	for i, v := range d {
+		out[i] = float32(v)
+	}
+	return out
+}
+
 func put32(t *tensor.Tensor, v []float32) {
 	d := data(t)
 	for i, x := range v {
@@ -67,9 +77,9 @@ func (b *f32arith) Reduce(op tensor.ReduceOp, axes tensor.ReduceAxes, dst, src *
 	put32(dst, out)
 }
 
-func (b *f32arith) Gemm(ta, tb bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
+func (b *f32arith) Gemm(prec tensor.Precision, ta, tb bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
 	if a.DType() != tensor.Float32 {
-		b.naive.Gemm(ta, tb, alpha, a, bm, beta, c)
+		b.naive.Gemm(prec, ta, tb, alpha, a, bm, beta, c)
 		return
 	}
 	as, cs := a.Shape(), c.Shape()
@@ -83,7 +93,7 @@ func (b *f32arith) Gemm(ta, tb bool, alpha float64, a, bm *tensor.Tensor, beta f
 	if ta {
 		k = as[r-2]
 	}
-	av, bv, cv := f32s(a), f32s(bm), f32s(c)
+	av, bv, cv := f32op(a, prec), f32op(bm, prec), f32s(c)
 	out := make([]float32, len(cv))
 	for bi := 0; bi < nb; bi++ {
 		for i := 0; i < m; i++ {
@@ -118,7 +128,7 @@ func (b *f32arith) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 	}
 	nn, h, wd, cin := x.Shape().NHWC()
 	cout, cw := y.Shape()[3], w.Shape()[2]
-	xv, wv, bv := data(x), f32s(w), f32s(bias)
+	xv, wv, bv := operand(x, p.Precision), f32op(w, p.Precision), f32s(bias)
 	out := make([]float32, y.Numel())
 	pad := p.Pad()
 	for n := 0; n < nn; n++ {
@@ -151,7 +161,7 @@ func (b *f32arith) Conv2DBackwardWeights(p tensor.ConvParams, dw, x, dy *tensor.
 	}
 	nn, h, wd, cin := x.Shape().NHWC()
 	cout, cw := dy.Shape()[3], dw.Shape()[2]
-	xv, gv := data(x), f32s(dy)
+	xv, gv := operand(x, p.Precision), f32op(dy, p.Precision)
 	out := make([]float32, dw.Numel())
 	pad := p.Pad()
 	for ki := 0; ki < p.K; ki++ {

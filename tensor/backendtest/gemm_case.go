@@ -76,7 +76,9 @@ func runGemm(s *suite, t tb) {
 	})
 }
 
-func gemmLeaf(e *env, gc gemmCase, ta, tb bool, alpha, beta float64) {
+// gemmOperands draws a case's operands: a, b and (with beta ≠ 0) c with their values, or a
+// NaN-poisoned c when beta = 0 (which must not be read).
+func gemmOperands(e *env, gc gemmCase, ta, tb bool, alpha, beta float64) (a, b, c *tensor.Tensor, av, bv, cv []float64) {
 	nb := max(gc.batch, 1)
 	m, k, n := gc.m, gc.k, gc.n
 	ash, bsh, csh := []int{m, k}, []int{k, n}, []int{m, n}
@@ -92,17 +94,20 @@ func gemmLeaf(e *env, gc gemmCase, ta, tb bool, alpha, beta float64) {
 		csh = append([]int{nb}, csh...)
 	}
 	e.describe("c = %g·op(a)·op(b) + %g·c, transA=%v transB=%v, a %v, b %v, c %v", alpha, beta, ta, tb, ash, bsh, csh)
-	av, bv := e.signed(numel(ash), 0.1, 2), e.signed(numel(bsh), 0.1, 2)
-	a, b := e.tensor(av, ash...), e.tensor(bv, bsh...)
-	var c *tensor.Tensor
-	var cv []float64
+	av, bv = e.signed(numel(ash), 0.1, 2), e.signed(numel(bsh), 0.1, 2)
+	a, b = e.tensor(av, ash...), e.tensor(bv, bsh...)
 	if beta == 0 {
-		c = e.poisoned(csh...) // beta = 0 must not read c
+		c = e.poisoned(csh...)
 	} else {
 		cv = e.signed(numel(csh), 0.1, 2)
 		c = e.tensor(cv, csh...)
 	}
-	want, scale := refGemm(ta, tb, nb, m, n, k, alpha, av, bv, beta, cv)
+	return a, b, c, av, bv, cv
+}
+
+func gemmLeaf(e *env, gc gemmCase, ta, tb bool, alpha, beta float64) {
+	a, b, c, av, bv, cv := gemmOperands(e, gc, ta, tb, alpha, beta)
+	want, scale := refGemm(ta, tb, max(gc.batch, 1), gc.m, gc.n, gc.k, alpha, av, bv, beta, cv)
 	tensor.Gemm(ta, tb, alpha, a, b, beta, c)
 	e.expect("Gemm c", c, want, scale, e.tol.Matmul)
 }

@@ -106,8 +106,36 @@ func (m *convEdgeRowUnwritten) Conv2DBackwardWeights(p tensor.ConvParams, dw, x,
 type gemmNoBeta struct{ mutant }
 
 // Gemm ignores beta.
-func (m *gemmNoBeta) Gemm(ta, tb bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) {
-	m.naive.Gemm(ta, tb, alpha, a, b, 0, c)
+func (m *gemmNoBeta) Gemm(prec tensor.Precision, ta, tb bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) {
+	m.naive.Gemm(prec, ta, tb, alpha, a, b, 0, c)
+}
+
+// gemmTF32Truncates feeds unrounded operands to a TF32 GEMM, which a tensor core then truncates
+// (what a kernel that forgets cvt.rna computes).
+type gemmTF32Truncates struct{ mutant }
+
+func (m *gemmTF32Truncates) Gemm(prec tensor.Precision, ta, tb bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) {
+	if prec != tensor.TF32 {
+		m.naive.Gemm(prec, ta, tb, alpha, a, b, beta, c)
+		return
+	}
+	trunc := func(t *tensor.Tensor) *tensor.Tensor {
+		d := data(t)
+		out := make([]float32, len(d))
+		for i, v := range d {
+			out[i] = math.Float32frombits(math.Float32bits(float32(v)) &^ 0x1fff)
+		}
+		return tensor.FromFloat32(m, out, t.Shape()...)
+	}
+	m.naive.Gemm(tensor.FP32, ta, tb, alpha, trunc(a), trunc(b), beta, c)
+}
+
+// convTF32Unrounded runs a TF32 convolution on unrounded operands (plain FP32).
+type convTF32Unrounded struct{ mutant }
+
+func (m *convTF32Unrounded) Conv2DBackwardData(p tensor.ConvParams, dx, dy, w *tensor.Tensor) {
+	p.Precision = tensor.FP32
+	m.naive.Conv2DBackwardData(p, dx, dy, w)
 }
 
 type randLow32 struct{ mutant }
@@ -292,6 +320,8 @@ func TestMutantsFail(t *testing.T) {
 		{&convNoEdge{}, "conv", "Conv2D"},
 		{&convEdgeRowUnwritten{}, "conv", "Conv2DBackwardWeights"},
 		{&gemmNoBeta{}, "gemm", "Gemm"},
+		{&gemmTF32Truncates{}, "tf32", "Gemm c (tf32)"},
+		{&convTF32Unrounded{}, "tf32", "Conv2DBackwardData dx (tf32)"},
 		{&randLow32{}, "rng", "RandUniform"},
 		{&normal32{}, "rng", "RandNormal"},
 		{&bcastNoDiv{}, "binary", "perexample"},

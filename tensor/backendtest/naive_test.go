@@ -261,7 +261,7 @@ func (b *naive) Reduce(op tensor.ReduceOp, axes tensor.ReduceAxes, dst, src *ten
 	}
 }
 
-func (b *naive) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
+func (b *naive) Gemm(prec tensor.Precision, transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
 	as, bs, cs := a.Shape(), bm.Shape(), c.Shape()
 	r := len(as)
 	nb := 1
@@ -282,7 +282,7 @@ func (b *naive) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor, b
 	if transB {
 		bp, bj = 1, bs[r-1]
 	}
-	av, bv, cv := data(a), data(bm), data(c)
+	av, bv, cv := operand(a, prec), operand(bm, prec), data(c)
 	for bi := 0; bi < nb; bi++ {
 		ao, bo, co := bi*as[r-2]*as[r-1], bi*bs[r-2]*bs[r-1], bi*m*n
 		for i := 0; i < m; i++ {
@@ -316,11 +316,25 @@ func xAt(xv []float64, h, w, cin int, edge bool, n, y, x, ci int) float64 {
 	return xv[((n*h+y)*w+x)*cin+ci]
 }
 
+// operand returns t's values as an op at precision prec reads them: rounded to TF32
+// (tensor.RoundTF32) for a Float32 tensor at TF32, otherwise as stored.
+func operand(t *tensor.Tensor, prec tensor.Precision) []float64 {
+	d := data(t)
+	if prec != tensor.TF32 || t.DType() != tensor.Float32 {
+		return d
+	}
+	out := make([]float64, len(d))
+	for i, v := range d {
+		out[i] = float64(tensor.RoundTF32(float32(v)))
+	}
+	return out
+}
+
 func (b *naive) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 	nn, h, wd, cin := x.Shape().NHWC()
 	cout := y.Shape()[3]
 	cw := w.Shape()[2]
-	xv, wv, bv := data(x), data(w), data(bias)
+	xv, wv, bv := operand(x, p.Precision), operand(w, p.Precision), data(bias)
 	pad := p.Pad()
 	for n := 0; n < nn; n++ {
 		for i := 0; i < h; i++ {
@@ -348,7 +362,7 @@ func (b *naive) Conv2DBackwardData(p tensor.ConvParams, dx, dy, w *tensor.Tensor
 	nn, h, wd, cin := dx.Shape().NHWC()
 	cout := dy.Shape()[3]
 	cw := w.Shape()[2]
-	gv, wv := data(dy), data(w)
+	gv, wv := operand(dy, p.Precision), operand(w, p.Precision)
 	pad := p.Pad()
 	for n := 0; n < nn; n++ {
 		for i := 0; i < h; i++ {
@@ -377,7 +391,7 @@ func (b *naive) Conv2DBackwardWeights(p tensor.ConvParams, dw, x, dy *tensor.Ten
 	nn, h, wd, cin := x.Shape().NHWC()
 	cout := dy.Shape()[3]
 	cw := dw.Shape()[2]
-	xv, gv := data(x), data(dy)
+	xv, gv := operand(x, p.Precision), operand(dy, p.Precision)
 	pad := p.Pad()
 	for ki := 0; ki < p.K; ki++ {
 		for kj := 0; kj < p.K; kj++ {

@@ -39,6 +39,7 @@ var families = []family{
 	{"gemm", runGemm},
 	{"linalg", runLinalg},
 	{"conv", runConv},
+	{"tf32", runTF32},
 	{"rng", runRNG},
 	{"actnorm", runActNorm},
 	{"affine", runAffine},

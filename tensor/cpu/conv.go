@@ -13,6 +13,9 @@ func (b *Backend) convParams(p tensor.ConvParams, x, w *tensor.Tensor) conv.Para
 }
 
 // Conv2D computes y = conv(x, w) + bias (bias may be nil) with package conv's im2col + GEMM lowering.
+// At p.Precision TF32 the float32 path reads TF32-rounded copies of x and w (tf32Operands), as the
+// CUDA kernels round them on their way into shared memory; so do the two backward ops with their
+// operands. The edge-bias indicator channel (0 or 1) is exact either way.
 func (b *Backend) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 	if b.dead() {
 		return
@@ -22,7 +25,9 @@ func (b *Backend) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 		return // nothing to write
 	}
 	if is32(y) {
-		conv.Forward(cp, data[float32](x), data[float32](w), data[float32](bias), data[float32](y))
+		ops, done := b.tf32Operands(p.Precision, data[float32](x), data[float32](w))
+		defer done()
+		conv.Forward(cp, ops[0], ops[1], data[float32](bias), data[float32](y))
 	} else {
 		conv.Forward(cp, data[float64](x), data[float64](w), data[float64](bias), data[float64](y))
 	}
@@ -42,7 +47,9 @@ func (b *Backend) Conv2DBackwardData(p tensor.ConvParams, dx, dy, w *tensor.Tens
 		return
 	}
 	if is32(dx) {
-		conv.BackwardData(cp, data[float32](dy), data[float32](w), data[float32](dx), false)
+		ops, done := b.tf32Operands(p.Precision, data[float32](dy), data[float32](w))
+		defer done()
+		conv.BackwardData(cp, ops[0], ops[1], data[float32](dx), false)
 	} else {
 		conv.BackwardData(cp, data[float64](dy), data[float64](w), data[float64](dx), false)
 	}
@@ -59,7 +66,9 @@ func (b *Backend) Conv2DBackwardWeights(p tensor.ConvParams, dw, x, dy *tensor.T
 		return
 	}
 	if is32(dw) {
-		conv.BackwardWeights(cp, data[float32](x), data[float32](dy), data[float32](dw), false)
+		ops, done := b.tf32Operands(p.Precision, data[float32](x), data[float32](dy))
+		defer done()
+		conv.BackwardWeights(cp, ops[0], ops[1], data[float32](dw), false)
 	} else {
 		conv.BackwardWeights(cp, data[float64](x), data[float64](dy), data[float64](dw), false)
 	}

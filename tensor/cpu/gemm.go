@@ -7,8 +7,9 @@ import (
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c for 2-D operands, or for each batch index of 3-D
 // operands, with the blocked assembly GEMM of package gemm. Row-major tensors map directly onto its
-// row-major convention; the leading dimension of each operand is its stored row length.
-func (b *Backend) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
+// row-major convention; the leading dimension of each operand is its stored row length. At TF32 the
+// float32 kernel reads TF32-rounded copies of a and b (tf32Operands).
+func (b *Backend) Gemm(prec tensor.Precision, transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
 	if b.dead() {
 		return
 	}
@@ -28,7 +29,9 @@ func (b *Backend) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor,
 	lda, ldb, ldc := max(ac, 1), max(bcols, 1), max(n, 1)
 	opts := gemm.Options{Threads: b.threads}
 	if is32(c) {
-		x, y, z := data[float32](a), data[float32](bm), data[float32](c)
+		ops, done := b.tf32Operands(prec, data[float32](a), data[float32](bm))
+		defer done()
+		x, y, z := ops[0], ops[1], data[float32](c)
 		if o == 0 {
 			opts.Sgemm(transA, transB, m, n, k, float32(alpha), x, lda, y, ldb, float32(beta), z, ldc)
 		} else {

@@ -46,6 +46,22 @@ func (g convGeom) args() (n, h, w, cin, cout, k, edge int32) {
 	return int32(g.n), int32(g.h), int32(g.w), int32(g.cin), int32(g.cout), int32(g.k), b32(g.edge)
 }
 
+// pickConv chooses among a convolution's six kernels: by precision (FP32 on CUDA cores, TF32 on
+// tensor cores: conv.cu's *_tf32_* twins) and by tile (large, small, narrow).
+func pickConv[F any](t tile, prec tensor.Precision, set [2][3]F) F {
+	p := 0
+	if prec == tensor.TF32 {
+		p = 1
+	}
+	switch t {
+	case tileL:
+		return set[p][0]
+	case tileS:
+		return set[p][1]
+	}
+	return set[p][2]
+}
+
 // tiled runs one implicit-GEMM convolution kernel over an M×cols output with a reduction of length
 // red, splitting the reduction when the output has too few tiles, and finishes split results
 // (adding bias, which may be 0) into out. launch receives the grid, the workspace and the split.
@@ -89,15 +105,9 @@ func (b *Backend) Conv2D(p tensor.ConvParams, y, x, w, bias *tensor.Tensor) {
 		n, h, wd, cin, cout, k, edge := g.args()
 		return b.tiled("Conv2D", M, g.cout, g.k*g.k*g.cp, py, pb,
 			func(t tile, grid cu.Dim3, ws cu.DevicePtr, splits, kChunk int32) error {
-				var f convLauncher
-				switch t {
-				case tileL:
-					f = b.k.Conv2dFwd128x128
-				case tileS:
-					f = b.k.Conv2dFwd64x64
-				default:
-					f = b.k.Conv2dFwd128x32
-				}
+				f := pickConv(t, p.Precision, [2][3]convLauncher{
+					{b.k.Conv2dFwd128x128, b.k.Conv2dFwd64x64, b.k.Conv2dFwd128x32},
+					{b.k.Conv2dFwdTf32128x128, b.k.Conv2dFwdTf3264x64, b.k.Conv2dFwdTf32128x32}})
 				return f(b.stream, grid, block1D, 0, py, px, pw, pb, ws, n, h, wd, cin, cout, k, edge, splits, kChunk)
 			})
 	})
@@ -119,15 +129,9 @@ func (b *Backend) Conv2DBackwardData(p tensor.ConvParams, dx, dy, w *tensor.Tens
 		n, h, wd, cin, cout, k, edge := g.args()
 		return b.tiled("Conv2DBackwardData", M, g.cin, g.k*g.k*g.cout, pdx, 0,
 			func(t tile, grid cu.Dim3, ws cu.DevicePtr, splits, kChunk int32) error {
-				var f convBwdLauncher
-				switch t {
-				case tileL:
-					f = b.k.Conv2dBwdData128x128
-				case tileS:
-					f = b.k.Conv2dBwdData64x64
-				default:
-					f = b.k.Conv2dBwdData128x32
-				}
+				f := pickConv(t, p.Precision, [2][3]convBwdLauncher{
+					{b.k.Conv2dBwdData128x128, b.k.Conv2dBwdData64x64, b.k.Conv2dBwdData128x32},
+					{b.k.Conv2dBwdDataTf32128x128, b.k.Conv2dBwdDataTf3264x64, b.k.Conv2dBwdDataTf32128x32}})
 				return f(b.stream, grid, block1D, 0, pdx, pdy, pw, ws, n, h, wd, cin, cout, k, edge, splits, kChunk)
 			})
 	})
@@ -153,15 +157,9 @@ func (b *Backend) Conv2DBackwardWeights(p tensor.ConvParams, dw, x, dy *tensor.T
 		n, h, wd, cin, cout, k, edge := g.args()
 		return b.tiled("Conv2DBackwardWeights", rows, g.cout, g.pixels(), pdw, 0,
 			func(t tile, grid cu.Dim3, ws cu.DevicePtr, splits, kChunk int32) error {
-				var f convBwdLauncher
-				switch t {
-				case tileL:
-					f = b.k.Conv2dBwdFilter128x128
-				case tileS:
-					f = b.k.Conv2dBwdFilter64x64
-				default:
-					f = b.k.Conv2dBwdFilter128x32
-				}
+				f := pickConv(t, p.Precision, [2][3]convBwdLauncher{
+					{b.k.Conv2dBwdFilter128x128, b.k.Conv2dBwdFilter64x64, b.k.Conv2dBwdFilter128x32},
+					{b.k.Conv2dBwdFilterTf32128x128, b.k.Conv2dBwdFilterTf3264x64, b.k.Conv2dBwdFilterTf32128x32}})
 				return f(b.stream, grid, block1D, 0, pdw, px, pdy, ws, n, h, wd, cin, cout, k, edge, splits, kChunk)
 			})
 	})

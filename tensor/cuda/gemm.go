@@ -57,50 +57,41 @@ func splitK(K, blocks int64) (splits int, kChunk int64) {
 type gemmLauncher func(stream cu.Stream, grid, block cu.Dim3, shmem uint32, c, a, b, ws cu.DevicePtr, m, n, k, splits,
 	kChunk int32, alpha, beta float32, strideA, strideB, strideC int64) error
 
-// gemmKernel returns the launcher for a tile and transposition.
-func (b *Backend) gemmKernel(t tile, ta, tb bool) gemmLauncher {
+// gemmKernel returns the launcher for a tile, transposition and precision: sgemm_* (FP32 on CUDA
+// cores, gemm.cuh) or gemm_tf32_* (TF32 tensor cores, mma.cuh).
+func (b *Backend) gemmKernel(t tile, ta, tb bool, prec tensor.Precision) gemmLauncher {
 	k := b.k
-	switch t {
-	case tileL:
-		switch {
-		case !ta && !tb:
-			return k.SgemmNn128x128
-		case !ta && tb:
-			return k.SgemmNt128x128
-		case ta && !tb:
-			return k.SgemmTn128x128
-		default:
-			return k.SgemmTt128x128
-		}
-	case tileS:
-		switch {
-		case !ta && !tb:
-			return k.SgemmNn64x64
-		case !ta && tb:
-			return k.SgemmNt64x64
-		case ta && !tb:
-			return k.SgemmTn64x64
-		default:
-			return k.SgemmTt64x64
-		}
+	i := 0
+	if ta {
+		i += 2
 	}
+	if tb {
+		i++
+	}
+	var set [4]gemmLauncher // nn, nt, tn, tt
 	switch {
-	case !ta && !tb:
-		return k.SgemmNn128x32
-	case !ta && tb:
-		return k.SgemmNt128x32
-	case ta && !tb:
-		return k.SgemmTn128x32
+	case t == tileL && prec == tensor.TF32:
+		set = [4]gemmLauncher{k.GemmTf32Nn128x128, k.GemmTf32Nt128x128, k.GemmTf32Tn128x128, k.GemmTf32Tt128x128}
+	case t == tileS && prec == tensor.TF32:
+		set = [4]gemmLauncher{k.GemmTf32Nn64x64, k.GemmTf32Nt64x64, k.GemmTf32Tn64x64, k.GemmTf32Tt64x64}
+	case prec == tensor.TF32:
+		set = [4]gemmLauncher{k.GemmTf32Nn128x32, k.GemmTf32Nt128x32, k.GemmTf32Tn128x32, k.GemmTf32Tt128x32}
+	case t == tileL:
+		set = [4]gemmLauncher{k.SgemmNn128x128, k.SgemmNt128x128, k.SgemmTn128x128, k.SgemmTt128x128}
+	case t == tileS:
+		set = [4]gemmLauncher{k.SgemmNn64x64, k.SgemmNt64x64, k.SgemmTn64x64, k.SgemmTt64x64}
 	default:
-		return k.SgemmTt128x32
+		set = [4]gemmLauncher{k.SgemmNn128x32, k.SgemmNt128x32, k.SgemmTn128x32, k.SgemmTt128x32}
 	}
+	return set[i]
 }
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c for 2-D operands or per batch for 3-D ones (row-major;
-// with beta = 0, c is not read). Exact FP32 on CUDA cores: gemm.cuh's tiled kernel, with the
-// reduction split into fixed slices (added in order by splitk_finish_f32) when the output alone has
-// too few tiles to fill the GPU.
-func (b *Backend) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
+// with beta = 0, c is not read). FP32: exact single precision on CUDA cores (gemm.cuh's tiled
+// kernel); TF32: the same tiles on tensor cores (mma.cuh). Either splits the reduction into fixed
+// slices (added in order by splitk_finish_f32) when the output alone has too few tiles to fill the
+// GPU.
+func (b *Backend) Gemm(prec tensor.Precision, transA, transB bool, alpha float64, a, bm *tensor.Tensor, beta float64, c *tensor.Tensor) {
 	as, bs := a.Shape(), bm.Shape()
 	o := len(as) - 2
 	batch := int64(1)
@@ -136,7 +127,7 @@ func (b *Backend) Gemm(transA, transB bool, alpha float64, a, bm *tensor.Tensor,
 			return errTooWide("Gemm", N)
 		}
 		splits, kChunk := splitK(K, tilesM*tilesN*batch)
-		launch := b.gemmKernel(t, transA, transB)
+		launch := b.gemmKernel(t, transA, transB, prec)
 		sA, sB, sC := M*K, K*N, M*N
 		var ws *buffer
 		if splits > 1 {

@@ -73,9 +73,13 @@ func costReduce(op tensor.ReduceOp, axes tensor.ReduceAxes, dst, src *tensor.Ten
 }
 
 // costGemm describes Gemm.
-func costGemm(transA, transB bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) *Record {
+func costGemm(prec tensor.Precision, transA, transB bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) *Record {
 	bt, m, n, k := gemmDims(transA, transB, a, b)
-	r := &Record{Op: "gemm", Inputs: ins(a, b), Outputs: ins(c), Flops: 2 * float64(bt) * float64(m) * float64(n) * float64(k)}
+	op := "gemm"
+	if prec == tensor.TF32 {
+		op = "gemm tf32"
+	}
+	r := &Record{Op: op, Inputs: ins(a, b), Outputs: ins(c), Flops: 2 * float64(bt) * float64(m) * float64(n) * float64(k)}
 	if beta != 0 {
 		r.Inputs = append(r.Inputs, c)
 	}

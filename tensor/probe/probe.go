@@ -105,6 +105,9 @@ func convName(base string, cp tensor.ConvParams) string {
 	if cp.K == 3 {
 		s = base + " k3"
 	}
+	if cp.Precision == tensor.TF32 {
+		s += " tf32"
+	}
 	return s
 }
 

@@ -95,8 +95,8 @@ func (pb *Backend) Reduce(op tensor.ReduceOp, axes tensor.ReduceAxes, dst, src *
 }
 
 // Gemm is the inner backend's Gemm, run through the hook with costGemm's record.
-func (pb *Backend) Gemm(transA, transB bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) {
-	pb.call(func() { pb.inner.Gemm(transA, transB, alpha, a, b, beta, c) }, func() *Record { return costGemm(transA, transB, alpha, a, b, beta, c) })
+func (pb *Backend) Gemm(prec tensor.Precision, transA, transB bool, alpha float64, a, b *tensor.Tensor, beta float64, c *tensor.Tensor) {
+	pb.call(func() { pb.inner.Gemm(prec, transA, transB, alpha, a, b, beta, c) }, func() *Record { return costGemm(prec, transA, transB, alpha, a, b, beta, c) })
 }
 
 // InvLogDet is the inner backend's InvLogDet, run through the hook with costInvLogDet's record.
