@@ -24,7 +24,7 @@ EMU_SKIP    := ^(TestGPULaunchMarshalling|TestGPUModuleJITErrorLog)$$
 export CGO_ENABLED = 0
 
 .PHONY: nvcc-check help kernels build test bench gpu-check train data check-kernels ptxas-report vet fmt-check clean \
-	cuda-emu nccl-emu emu-test tf32-mutants check-imports
+	cuda-emu nccl-emu emu-test tf32-mutants workbench check-imports
 
 help:
 	@echo "make kernels       nvcc -> kernels/*.ptx, then regenerate kernels/*_gen.go (needs nvcc 11.8)"
@@ -40,6 +40,7 @@ help:
 	@echo "make check-imports fail if an import points up the layers or past tensor/cuda to the driver bindings"
 	@echo "make emu-test      run the CUDA backend's GPU tests on that emulator (no GPU needed, ~3 min)"
 	@echo "make tf32-mutants  show that the TF32 conformance tests catch five kernel mutations (~2 min)"
+	@echo "make workbench     every GEMM/conv kernel variant, timed and checked, on the emulator (dev/cuda)"
 	@echo "make nccl-emu      build the NCCL emulator $(EMU_DIR)/libnccl_emu.so (shared memory; for the --dist nccl tests)"
 
 kernels: nvcc-check $(PTX)
@@ -76,8 +77,9 @@ gpu-check: build
 	rm -rf bin/gpu && mkdir -p bin/gpu
 	$(GO) test -c -ldflags='-s -w' -o bin/gpu/ $(addprefix ./,$(GPU_TEST_PKGS))
 	$(GO) build -ldflags='-s -w' -o bin/gpu/driver ./driver
+	$(GO) build -ldflags='-s -w' -o bin/gpu/workbench ./dev/cuda
 	bin/driver data fetch --data_dir bin/gpu/data mnist >/dev/null
-	gzip -6 -n bin/gpu/*.test bin/gpu/driver
+	gzip -6 -n bin/gpu/*.test bin/gpu/driver bin/gpu/workbench
 	@ls -1 bin/gpu; du -sh bin/gpu; \
 	  [ $$(du -sk bin/gpu | cut -f1) -lt 60000 ] || { echo "gpu-check: bin/gpu is over the device tool's carry limit (64 MiB)"; exit 1; }
 
@@ -124,6 +126,13 @@ emu-test: cuda-emu nccl-emu
 	$(EMU_ENV) $(GO) test -count=1 -timeout 20m \
 	  -run 'TestGPU' ./dlf/ ./train/ ./bench/
 	scripts/tf32-mutants.sh
+	$(MAKE) workbench
+
+# The kernel workbench (dev/cuda) on the emulator: every GEMM/convolution variant (FP32 and TF32,
+# three tiles) on the models' convolution shapes at batch 2, checked against float64 (~40 s; the
+# timings are the emulator's). On a GPU, gpu-check runs it at the training batches.
+workbench: cuda-emu
+	DLF_LIBCUDA=$(abspath $(EMU_DIR)/libcuda_emu.so) $(GO) run ./dev/cuda -shapes emu -reps 1 -check 128
 
 # Mutation check of the TF32 tensor-core kernels: five one-line mistakes (fragment indices, a
 # missing barrier, unrounded operands, a swapped store), each built into an emulator from a copy of

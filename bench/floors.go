@@ -60,6 +60,37 @@ func GPUFloors(c cuda.Clocks) Floors {
 	}
 }
 
+// tf32FlopsPerSMClock is the dense TF32 tensor-core rate of one SM, in FLOP per clock, by compute
+// capability, derived from NVIDIA's published peaks [memory: A100 whitepaper, 156 TFLOPS dense TF32
+// on 108 SMs at 1410 MHz → 1024; H100 whitepaper, 494.7 TFLOPS dense TF32 (SXM5) on 132 SMs at
+// 1830 MHz → 2048; A10 datasheet, 62.5 TFLOPS on 72 SMs at 1695 MHz → 512]. 0: no TF32 tensor
+// cores (before sm_80). These are the instruction's peaks: the mma.sync kernels of mma.cuh issue
+// m16n8k8 at a rate that on Hopper is below wgmma's, so their fraction of this floor on an H100 is
+// expected to be lower than on an A100 (a prediction until a GPU measures it).
+func tf32FlopsPerSMClock(major, minor int) int {
+	switch {
+	case major < 8:
+		return 0
+	case major == 8 && minor == 0:
+		return 1024
+	case major == 8:
+		return 512
+	default:
+		return 2048
+	}
+}
+
+// GPUTF32Floors is GPUFloors with the dense TF32 tensor-core peak in place of the FP32 one (0
+// GFLOPS before sm_80).
+func GPUTF32Floors(c cuda.Clocks) Floors {
+	f := GPUFloors(c)
+	r := tf32FlopsPerSMClock(c.Major, c.Minor)
+	f.GFLOPS = float64(r) * float64(c.SMs) * float64(c.ClockKHz) * 1e3 / 1e9
+	f.Source = fmt.Sprintf("%s: TF32 peak = %d FLOP/clock/SM (sm_%d%d) × %d SMs × %.0f MHz; bandwidth as GPUFloors",
+		c.Name, r, c.Major, c.Minor, c.SMs, float64(c.ClockKHz)/1e3)
+	return f
+}
+
 // DeviceFloors returns the floors of a device: the GPU's from its clocks, the CPU's for its threads.
 func DeviceFloors(dev *device.Device) (Floors, error) {
 	if dev.GPU == nil {

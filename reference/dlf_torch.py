@@ -16,7 +16,9 @@ Modes:
       class-conditional model, the one-hot "input.cond" [N,classes]; its metadata "config" is the
       model's Config JSON. OUT receives, in IN's dtype: "objective" [N] (nats), "logdet" [N],
       "logprior" [N] and the latents "z0", ..., "z{L-1}" (the halves factored out at each split, then
-      the top latent). Used by dlf's Go test TestPyTorchTwin.
+      the top latent). Used by dlf's Go test TestPyTorchTwin. With the Config's "precision" "tf32"
+      every convolution rounds its operands to TF32 first (round_tf32), as dlf's TF32 mode does;
+      dlf/testdata/twin holds such outputs as golden vectors (TestPyTorchTwinGolden).
 
   dlf_torch.py --bench [--preset NAME | --config FILE] [--batch N] [--device cpu|cuda]
                [--iters K] [--warmup W] [--dtype float32|float64] [--seed S] [--threads T]
@@ -303,6 +305,23 @@ def squeeze2(x):
     return x.reshape(n, h // 2, w // 2, 4 * c)
 
 
+def round_tf32(t):
+    """Rounds a float32 tensor to TF32 as CUDA's cvt.rna.tf32.f32 does (and dlf's tensor.RoundTF32):
+    add half a unit of the 10th mantissa bit to the bit pattern and clear the 13 low bits (to
+    nearest, ties away from zero); Inf and NaN unchanged."""
+    if t.dtype != torch.float32:
+        raise ValueError("TF32 rounding needs float32 tensors")
+    bits = t.contiguous().view(torch.int32)
+    finite = (bits & 0x7F800000) != 0x7F800000
+    return torch.where(finite, (bits + 0x1000) & ~0x1FFF, bits).view(torch.float32)
+
+
+# TF32 makes conv() round both operands to TF32 first (Config "precision": "tf32"; see main's
+# --check). The products of TF32 values are exact in float32, so torch's float32 convolution then
+# computes what a tensor core does, up to summation order.
+TF32 = False
+
+
 def conv(x, w, k):
     """Stride-1 'same' conv of NHWC x with HWIO w; 3x3 uses Glow's edge-bias padding (dlf-spec 1.6)."""
     xc = x.permute(0, 3, 1, 2)
@@ -313,6 +332,8 @@ def conv(x, w, k):
         ind = torch.ones(1, 1, h + 2, ww + 2, dtype=x.dtype, device=x.device)
         ind[:, :, 1:-1, 1:-1] = 0
         xc = torch.cat([xc, ind.expand(n, 1, h + 2, ww + 2)], 1)
+    if TF32:
+        xc, wt = round_tf32(xc), round_tf32(wt)
     y = F.conv2d(xc, wt)
     return y.permute(0, 2, 3, 1)
 
@@ -499,6 +520,11 @@ def check(path, out_path):
         raise ValueError(f"{path}: class-conditional model but no 'input.cond'")
     if cond is not None:
         cond = cond.to(dtype)
+    global TF32
+    prec = cfg.get("precision") or "fp32"
+    if prec not in ("fp32", "tf32"):
+        raise ValueError(f"{path}: precision {prec!r} is not fp32 or tf32")
+    TF32 = prec == "tf32"
     with torch.no_grad():
         obj, ld, lp, zs = Model(cfg, P).forward(x, cond)
     out = {"objective": obj, "logdet": ld, "logprior": lp}
@@ -515,6 +541,16 @@ def bench(args):
         print(json.dumps({"error": "cuda requested but torch.cuda.is_available() is false"}))
         return 2
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    # Precision as dlf's Config.Precision: empty means TF32 convolutions on CUDA (cuDNN's default,
+    # as dlf's) and FP32 on the CPU. On CUDA it sets cuDNN's TF32 switch; matmuls stay FP32 as dlf
+    # keeps its GEMMs (invertible 1x1 convolutions, priors). On the CPU torch has no TF32, so the
+    # timing is FP32 either way (no rounding is emulated here: that would only slow torch down).
+    prec = cfg.get("precision") or ("tf32" if device == "cuda" else "fp32")
+    if device == "cuda":
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = False
+    else:
+        prec = "fp32"
     P = build_params(cfg, dtype=dtype, device=device, seed=args.seed)
     for name, v in P.t.items():
         if P.trainable[name]:
@@ -556,6 +592,7 @@ def bench(args):
         "preset": args.preset if args.config is None else args.config,
         "device": device if device == "cpu" else torch.cuda.get_device_name(0),
         "dtype": args.dtype,
+        "precision": prec,
         "batch": n,
         "params": sum(v.numel() for v in params),
         "iters": args.iters,

@@ -84,8 +84,20 @@ fi
 
 # 3. Benchmarks.
 [ -x "$BIN/cuda.test" ] && run bench-cuda 90 "$BIN/cuda.test" -test.run NONE -test.bench . -test.benchtime 200ms
+# The kernel workbench (issue 14): every GEMM/convolution variant, FP32 and TF32 × three tiles, on the
+# presets' convolution shapes at their training batches: GFLOP/s, % of the FP32 and TF32 peaks, and
+# a check against float64 (the table is in workbench.log).
+[ -x "$BIN/workbench" ] && run workbench 120 "$BIN/workbench" -shapes model -reps 10 -check 256
 if [ -x "$BIN/driver" ] && "$BIN/driver" bench --help >/dev/null 2>&1; then
   run driver-bench 90 "$BIN/driver" bench --device cuda --json-out "$LOG/bench.json"
+  # The training step against the PyTorch twin at the same precision (TF32 convolutions: cuDNN's
+  # default and dlf's; FP32: both switched off), mnist and cifar10 presets.
+  for prec in tf32 fp32; do
+    for p in mnist cifar10; do
+      run "compare-$p-$prec" 90 "$BIN/driver" bench --device cuda --preset $p --precision $prec --compare --iters 10 --profile_iters 1 \
+        --reference reference/dlf_torch.py --json-out "$LOG/compare-$p-$prec.json"
+    done
+  done
   # Step accounting (issue 13): launches, host-blocking calls, allocations per training step and the
   # step's wall time on the GPU, for the presets users train.
   run bench-host 120 "$BIN/driver" bench --host --presets mnist,cifar10,imagenet64 --steps 9 --print_every 4

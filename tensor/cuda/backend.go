@@ -22,6 +22,8 @@ type Backend struct {
 	stream  cu.Stream
 	name    string
 	poison  bool
+	// tile, when set (WithTile), replaces the tiling policy of GEMM and the convolutions.
+	tile *tile
 
 	alloc allocator
 
@@ -69,6 +71,31 @@ func New(ordinal int, opts ...Option) (*Backend, error) {
 	return b, nil
 }
 
+// Tiles lists the block tiles of the GEMM and convolution kernels by name, as WithTile takes them:
+// 128x128 (large), 64x64 (small) and 128x32 (narrow), each with an FP32 (gemm.cuh) and a TF32
+// (mma.cuh) kernel.
+func Tiles() []string { return []string{"128x128", "64x64", "128x32"} }
+
+// WithTile makes every GEMM and convolution use the named block tile (see Tiles) instead of the
+// shape-based policy, so that a workbench (dev/cuda) can time and check each kernel variant on any
+// shape; "" keeps the policy. Results stay correct for any tile: only speed changes.
+func WithTile(name string) Option {
+	return func(b *Backend) {
+		switch name {
+		case "128x128":
+			b.tile = &tileL
+		case "64x64":
+			b.tile = &tileS
+		case "128x32":
+			b.tile = &tileN
+		case "":
+			b.tile = nil
+		default:
+			b.fail("WithTile", fmt.Errorf("cuda: unknown tile %q (have %v)", name, Tiles()))
+		}
+	}
+}
+
 // NewOnDevice builds a backend on an already opened device (tests share one through gputest); Close
 // leaves the device open. Several backends may share a device: each has its own stream, kernels and
 // allocator, and tensors must not move between them.
@@ -76,6 +103,9 @@ func NewOnDevice(dev *cu.Device, opts ...Option) (*Backend, error) {
 	b := &Backend{dev: dev, name: fmt.Sprintf("cuda:%d", dev.Ordinal())}
 	for _, o := range opts {
 		o(b)
+	}
+	if err := b.Err(); err != nil {
+		return nil, err
 	}
 	k, err := kernels.Load(dev)
 	if err != nil {

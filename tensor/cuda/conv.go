@@ -67,7 +67,7 @@ func pickConv[F any](t tile, prec tensor.Precision, set [2][3]F) F {
 // (adding bias, which may be 0) into out. launch receives the grid, the workspace and the split.
 func (b *Backend) tiled(op string, M, cols, red int64, out, bias cu.DevicePtr,
 	launch func(t tile, grid cu.Dim3, ws cu.DevicePtr, splits int32, kChunk int32) error) error {
-	t := pickTile(M, cols, 1)
+	t := b.pickTile(M, cols, 1)
 	tilesM, tilesN := ceilDiv(M, t.bm), ceilDiv(cols, t.bn)
 	if tilesN > maxGridY {
 		return errTooWide(op, cols)

@@ -31,8 +31,16 @@ const (
 	maxSplits = 64
 )
 
-// pickTile chooses the tile for an M×N output repeated batch times.
-func pickTile(M, N, batch int64) tile {
+// pickTile is the tile WithTile forced, or the policy's (tilePolicy).
+func (b *Backend) pickTile(M, N, batch int64) tile {
+	if b.tile != nil {
+		return *b.tile
+	}
+	return tilePolicy(M, N, batch)
+}
+
+// tilePolicy chooses the tile for an M×N output repeated batch times.
+func tilePolicy(M, N, batch int64) tile {
 	if N <= 32 {
 		return tileN
 	}
@@ -118,7 +126,7 @@ func (b *Backend) Gemm(prec tensor.Precision, transA, transB bool, alpha float64
 				return err
 			}
 		}
-		t := pickTile(M, N, batch)
+		t := b.pickTile(M, N, batch)
 		tilesM, tilesN := ceilDiv(M, t.bm), ceilDiv(N, t.bn)
 		if err := checkInt32("Gemm row tiles", tilesM); err != nil {
 			return err
@@ -165,4 +173,11 @@ func (b *Backend) Gemm(prec tensor.Precision, transA, transB bool, alpha float64
 // errTooWide reports an output with more column tiles than a grid's y dimension holds.
 func errTooWide(op string, n int64) error {
 	return fmt.Errorf("%s: %d output columns exceed the kernels' grid limit (%d tiles)", op, n, maxGridY)
+}
+
+// PolicyTile names the block tile (see Tiles) the tiling policy picks for an M×N output of one
+// batch, for the workbench's tables.
+func PolicyTile(M, N int64) string {
+	t := tilePolicy(M, N, 1)
+	return fmt.Sprintf("%dx%d", t.bm, t.bn)
 }
