@@ -6,7 +6,7 @@
 #   layer 1  autodiff, autodiff/*               the tape and optimizers
 #   layer 2  dlf, data                          the model and the data readers
 #   layer 3  train, train/*, bench              the training engine and the benchmarks (not each other)
-#   layer 4  driver                             the CLI
+#   layer 4  driver, dev/*                      the CLI and the kernel workbench (dev/cuda)
 #
 # A package may import packages of its own layer or below. dlf/tensor/cuda/cu (purego bindings) may
 # be imported only by tensor/cuda, tensor/collective (and its nccl), kernels (the generated launchers) and cu's own
@@ -18,7 +18,7 @@ import sys
 def layer(p):
     p = p.removeprefix("dlf/")
     top = p.split("/")[0]
-    return {"tensor": 0, "kernels": 0, "autodiff": 1, "dlf": 2, "data": 2, "train": 3, "bench": 3, "driver": 4}.get(top)
+    return {"tensor": 0, "kernels": 0, "autodiff": 1, "dlf": 2, "data": 2, "train": 3, "bench": 3, "driver": 4, "dev": 4}.get(top)
 raw_ok = {"dlf/tensor/cuda", "dlf/tensor/collective", "dlf/tensor/collective/nccl", "dlf/kernels", "dlf/tensor/cuda/cu/gputest"}
 bad = []
 for line in sys.stdin:

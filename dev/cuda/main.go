@@ -320,12 +320,78 @@ func main() {
 		reps    = flag.Int("reps", 10, "timed launches per variant (after one warm-up launch)")
 		samples = flag.Int("check", 512, "output elements checked against the float64 reference per variant")
 		gpu     = flag.Int("gpu", 0, "CUDA device ordinal")
+		floors  = flag.Bool("floors", false, "print each shape's roofline floors (FP32 and TF32 compute, memory) from the device's clocks instead of running kernels")
 	)
 	flag.Parse()
+	if *floors {
+		if err := printFloors(*set, strings.Split(*opsFlag, ","), *gpu); err != nil {
+			fmt.Fprintln(os.Stderr, "dev/cuda:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*set, strings.Split(*opsFlag, ","), strings.Split(*precs, ","), strings.Split(*tiles, ","), *reps, *samples, *gpu); err != nil {
 		fmt.Fprintln(os.Stderr, "dev/cuda:", err)
 		os.Exit(1)
 	}
+}
+
+// printFloors prints, per shape, the FLOPs, the bytes every variant must move at least (both
+// inputs read and the output written once, float32), and the roofline time at the FP32 and the
+// TF32 peak: the fastest any FP32 or TF32 kernel can be, and so the largest speed-up TF32 can give
+// on that shape (compute-bound shapes: the ratio of the peaks; memory-bound ones: less).
+func printFloors(set string, ops []string, gpu int) error {
+	problems, err := shapes(set, ops)
+	if err != nil {
+		return err
+	}
+	be, err := cuda.New(gpu)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	clocks, err := be.Clocks()
+	if err != nil {
+		return err
+	}
+	fp32, tf32 := bench.GPUFloors(clocks), bench.GPUTF32Floors(clocks)
+	fmt.Printf("device: %s\n  %s\n  %s\n\n", clocks.Name, fp32.Source, tf32.Source)
+	fmt.Println("| op | shape | what | GFLOP | MB | FP32 floor µs | TF32 floor µs | bound at TF32 | max TF32 gain |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---|---:|")
+	for _, p := range problems {
+		m, n, k := p.dims()
+		flops := 2 * float64(m) * float64(n) * float64(k)
+		var in, out int
+		switch p.op {
+		case "gemm":
+			in, out = p.m*p.k+p.k*p.n, p.m*p.n
+		default:
+			cw := p.cin
+			if p.edge {
+				cw++
+			}
+			x, w, y := p.batch*p.h*p.w*p.cin, p.ks*p.ks*cw*p.cout, p.batch*p.h*p.w*p.cout
+			switch p.op {
+			case "conv_fwd":
+				in, out = x+w, y
+			case "conv_bwd_data":
+				in, out = y+w, x
+			default:
+				in, out = x+y, w
+			}
+		}
+		bytes := 4 * float64(in+out)
+		mem := bytes / (fp32.GBS * 1e9)
+		t32 := max(flops/(fp32.GFLOPS*1e9), mem)
+		ttf := max(flops/(tf32.GFLOPS*1e9), mem)
+		bound := "compute"
+		if mem >= flops/(tf32.GFLOPS*1e9) {
+			bound = "memory"
+		}
+		fmt.Printf("| %s | %s | %s | %.3f | %.2f | %.2f | %.2f | %s | %.1f× |\n", p.op, p.name(), p.what, flops/1e9, bytes/1e6,
+			t32*1e6, ttf*1e6, bound, t32/ttf)
+	}
+	return nil
 }
 
 func run(set string, ops, precs, tiles []string, reps, samples, gpu int) error {
