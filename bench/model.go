@@ -51,6 +51,9 @@ type Result struct {
 	Step    Step           `json:"step"`
 	Torch   map[string]any `json:"torch,omitempty"`
 	Ratio   float64        `json:"torch_over_dlf_time,omitempty"`
+	// TorchPolicies holds, on the CPU, the twin's result under each OpenMP wait policy
+	// ("passive", "active"); Torch is the faster of them and Ratio is taken against it.
+	TorchPolicies map[string]map[string]any `json:"torch_by_omp_wait_policy,omitempty"`
 	Warning string         `json:"warning,omitempty"`
 }
 

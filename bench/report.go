@@ -32,6 +32,12 @@ func PrintModel(w io.Writer, r *Result) {
 	if r.Torch != nil {
 		fmt.Fprintf(w, "PyTorch %v on %v: median %.2f ms (%.1f images/s); time PyTorch / dlf = %.2f (above 1: dlf is faster)\n",
 			r.Torch["torch"], r.Torch["device"], num(r.Torch["fwd_bwd_ms_median"]), num(r.Torch["images_per_s"]), r.Ratio)
+		for _, pol := range []string{"passive", "active"} {
+			if t, ok := r.TorchPolicies[pol]; ok {
+				fmt.Fprintf(w, "  OMP_WAIT_POLICY=%s: median %.2f ms (%.1f images/s, %v threads); time PyTorch / dlf = %.2f\n",
+					pol, num(t["fwd_bwd_ms_median"]), num(t["images_per_s"]), t["threads"], num(t["fwd_bwd_ms_median"])/r.Step.MsMedian)
+			}
+		}
 	}
 	if r.Warning != "" {
 		fmt.Fprintf(w, "note: %s\n", r.Warning)

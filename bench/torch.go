@@ -56,8 +56,10 @@ func FindTorchPython(flag string) (string, error) {
 }
 
 // CompareTorch runs the PyTorch twin (interpreter py, script ref) on the result's configuration
-// and batch on the same device kind, and records its timing and the time ratio in res.
-func CompareTorch(res *Result, py, ref, kind string, iters, warmup int) error {
+// and batch on the same device kind, and records its timing and the time ratio in res. threads > 0
+// gives torch that many CPU threads (dlf's own count, so both use the same cores; torch's default
+// is the number of physical cores, which on a hyper-threaded VM is half the vCPUs).
+func CompareTorch(res *Result, py, ref, kind string, iters, warmup, threads int) error {
 	tmp, err := os.CreateTemp("", "dlf-bench-*.json")
 	if err != nil {
 		return err
@@ -69,19 +71,48 @@ func CompareTorch(res *Result, py, ref, kind string, iters, warmup int) error {
 	tmp.Close()
 	args := []string{ref, "--bench", "--config", tmp.Name(), "--batch", fmt.Sprint(res.Batch), "--device", kind,
 		"--iters", fmt.Sprint(iters), "--warmup", fmt.Sprint(warmup), "--dtype", "float32"}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(py, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("--compare: %s %s failed: %v: %s", py, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()+stdout.String()))
+	if threads > 0 {
+		args = append(args, "--threads", fmt.Sprint(threads))
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	run := func(env ...string) (map[string]any, error) {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(py, args...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("--compare: %s %s failed: %v: %s", py, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()+stdout.String()))
+		}
+		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+		var t map[string]any
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &t); err != nil {
+			return nil, fmt.Errorf("--compare: the twin printed %q, not JSON", lines[len(lines)-1])
+		}
+		if e, ok := t["error"]; ok {
+			return nil, fmt.Errorf("--compare: the twin says: %v", e)
+		}
+		return t, nil
+	}
 	var t map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &t); err != nil {
-		return fmt.Errorf("--compare: the twin printed %q, not JSON", lines[len(lines)-1])
-	}
-	if e, ok := t["error"]; ok {
-		return fmt.Errorf("--compare: the twin says: %v", e)
+	if kind != "cpu" {
+		if t, err = run(); err != nil {
+			return err
+		}
+	} else {
+		// On the CPU torch's OpenMP threads either sleep between parallel regions (passive) or spin
+		// (active, which steals the core from anything else): the twin runs under both, and dlf is
+		// compared with the faster.
+		res.TorchPolicies = map[string]map[string]any{}
+		for _, pol := range []string{"passive", "active"} {
+			tp, err := run("OMP_WAIT_POLICY=" + strings.ToUpper(pol))
+			if err != nil {
+				return err
+			}
+			tp["omp_wait_policy"] = pol
+			res.TorchPolicies[pol] = tp
+			if t == nil || num(tp["fwd_bwd_ms_median"]) < num(t["fwd_bwd_ms_median"]) {
+				t = tp
+			}
+		}
 	}
 	res.Torch = t
 	if ms := num(t["fwd_bwd_ms_median"]); ms > 0 {

@@ -138,6 +138,13 @@ type Config struct {
 	Epsilon float64 `json:"epsilon"`
 	// WeightDecay is the reference's multiplicative factor on the weights each step (1 = off).
 	WeightDecay float64 `json:"weight_decay"`
+	// ClipGradNorm bounds the global L2 norm of the gradients before each update (0 = off; the
+	// reference does not clip).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	// EvalAverage evaluates the test set and draws the sample grids with the parameters' moving
+	// average (PolyakDecay) swapped in, instead of the raw weights (the reference evaluates the raw
+	// weights); checkpoints always hold both.
+	EvalAverage bool `json:"eval_average,omitempty"`
 	// PolyakDecay is the decay of the exponential moving average of the parameters (0 = off).
 	PolyakDecay float64 `json:"polyak_epochs_decay"`
 	// Seed seeds parameter initialisation, data order and dequantisation noise.
@@ -433,6 +440,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.PolyakDecay >= 0 && c.PolyakDecay < 1) {
 		bad("polyak_epochs_decay", "%g, want in [0, 1)", c.PolyakDecay)
+	}
+	if !(c.ClipGradNorm >= 0) || math.IsInf(c.ClipGradNorm, 0) {
+		bad("clip_grad_norm", "%g, want a finite value ≥ 0 (0 = off)", c.ClipGradNorm)
 	}
 	return errors.Join(errs...)
 }

@@ -27,7 +27,7 @@ func (c *Config) OptimConfig(itersPerEpoch int) optim.Config {
 	if b2 == 0 {
 		b2 = 1 - 1/float64(max(itersPerEpoch, 2))
 	}
-	return optim.Config{Kind: kind, Beta1: c.Beta1, Beta2: b2, Eps: c.Epsilon, WeightDecay: c.WeightDecay}
+	return optim.Config{Kind: kind, Beta1: c.Beta1, Beta2: b2, Eps: c.Epsilon, WeightDecay: c.WeightDecay, ClipNorm: c.ClipGradNorm}
 }
 
 // Schedule returns the learning-rate schedule of c: DLF's max(initial·rate^(step/decay_steps), lr)

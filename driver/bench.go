@@ -124,7 +124,11 @@ func runBench(c *cli.Context) error {
 	}
 	res.Preset = preset
 	if c.Bool("compare") {
-		if err := bench.CompareTorch(res, py, ref, kind, iters, warmup); err != nil {
+		threads := 0 // a GPU: torch's default
+		if t, ok := dev.Backend.(interface{ Threads() int }); ok {
+			threads = t.Threads()
+		}
+		if err := bench.CompareTorch(res, py, ref, kind, iters, warmup, threads); err != nil {
 			return err
 		}
 	}

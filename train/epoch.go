@@ -24,7 +24,9 @@ func (r *Run) testRow(epoch int) (bool, error) {
 	} else {
 		r.stopped() // sets the flag Evaluate reads when the context is already cancelled
 	}
+	restore := r.swapAverage()
 	ev, err := Evaluate(r.dev, r.m, r.test, r.cfg.BatchSize, r.cfg.Seed^TestSeedSalt, 1, stop)
+	restore()
 	if err != nil {
 		return false, err
 	}
@@ -51,6 +53,17 @@ func (r *Run) testRow(epoch int) (bool, error) {
 	return true, nil
 }
 
+// swapAverage puts the parameters' moving average in place of the weights when the config asks
+// evaluation and sampling to use it (Config.EvalAverage), and returns the function that puts the
+// weights back; both only exchange tensors, so nothing queued on the device is affected.
+func (r *Run) swapAverage() (restore func()) {
+	if !r.cfg.EvalAverage || r.ema == nil {
+		return func() {}
+	}
+	r.ema.Swap()
+	return r.ema.Swap
+}
+
 // epochEnd does the end-of-epoch work: the test evaluation, then Hooks.Samples. A stop can cut it
 // short, in which case the state keeps PendingEpochEnd and a resumed run redoes it.
 func (r *Run) epochEnd(epoch int) error {
@@ -64,7 +77,10 @@ func (r *Run) epochEnd(epoch int) error {
 		return nil
 	}
 	if r.hooks.Samples != nil && r.o.SampleEvery > 0 && (epoch+1)%r.o.SampleEvery == 0 {
-		if err := r.hooks.Samples(r, epoch); err != nil {
+		restore := r.swapAverage()
+		err := r.hooks.Samples(r, epoch)
+		restore()
+		if err != nil {
 			return err
 		}
 	}

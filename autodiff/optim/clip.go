@@ -50,6 +50,49 @@ func ClipGradNorm(vs []*autodiff.Var, maxNorm float64) float64 {
 	return norm
 }
 
+// ClipOnDevice is ClipGradNorm without reading anything back: the norm n and the factor
+// s = c / max(n, c) = min(1, c/n) are [1] tensors on the gradients' backend, and every gradient is
+// multiplied by s, so the clipping can sit inside a captured step (a CUDA graph) and costs no host
+// synchronisation. Gradients are unchanged when n ≤ c (s = 1 exactly). A non-finite norm makes s
+// NaN and the gradients with it; the step's non-finite checks then see it, as they see a NaN loss.
+func ClipOnDevice(vs []*autodiff.Var, maxNorm float64) {
+	var acc, part *tensor.Tensor
+	var grads []*tensor.Tensor
+	for _, v := range vs {
+		g := v.Grad
+		if g == nil {
+			continue
+		}
+		if acc == nil {
+			acc = tensor.Zeros(g.Backend(), g.DType(), 1)
+			part = tensor.New(g.Backend(), g.DType(), 1)
+		}
+		tensor.Reduce(tensor.SumSq, tensor.AxisAll, part, g)
+		tensor.Axpy(1, part, acc)
+		grads = append(grads, g)
+	}
+	if acc == nil || maxNorm <= 0 {
+		release(acc, part)
+		return
+	}
+	defer release(acc, part)
+	tensor.UnaryT(tensor.Sqrt, acc, acc, 0, 0)
+	tensor.UnaryT(tensor.Clamp, acc, acc, maxNorm, math.Inf(1)) // max(n, c)
+	tensor.Fill(part, maxNorm)
+	tensor.DivT(part, part, acc) // s = c / max(n, c)
+	for _, g := range grads {
+		tensor.MulT(g, g, part)
+	}
+}
+
+func release(ts ...*tensor.Tensor) {
+	for _, t := range ts {
+		if t != nil {
+			t.Release()
+		}
+	}
+}
+
 // Vars returns the Vars of params, for GradNorm and ClipGradNorm.
 func Vars(params []Param) []*autodiff.Var {
 	vs := make([]*autodiff.Var, len(params))

@@ -41,6 +41,9 @@ type Config struct {
 	// WeightDecay is the reference's multiplicative factor applied to the weights each step
 	// (w ← wd·w − …); 1 turns it off. It must lie in (0, 1].
 	WeightDecay float64
+	// ClipNorm bounds the global L2 norm of the gradients before each update (ClipOnDevice: no
+	// host round trip, so a captured step keeps it); 0 turns clipping off.
+	ClipNorm float64
 }
 
 // DLFConfig returns the reference's defaults (dlf-spec §3.1): Adamax, β1 = 0.9, β2 = 1 − 1/1000,
@@ -59,6 +62,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("optim: eps %v must be positive", c.Eps)
 	case !(c.WeightDecay > 0 && c.WeightDecay <= 1):
 		return fmt.Errorf("optim: weight decay %v is a multiplicative factor and must lie in (0, 1]; 1 turns it off", c.WeightDecay)
+	case !(c.ClipNorm >= 0) || math.IsInf(c.ClipNorm, 0):
+		return fmt.Errorf("optim: gradient clipping norm %v must be finite and ≥ 0 (0 turns it off)", c.ClipNorm)
 	}
 	return nil
 }
@@ -122,6 +127,7 @@ func (o *Optimizer) BiasCorrectedLR(lr float64, t int) float64 {
 // reference. It does not clear the gradients (see ZeroGrad).
 func (o *Optimizer) Step(lr float64) {
 	o.step++
+	o.clip()
 	p := tensor.OptimParams{
 		Kind: o.cfg.Kind, LR: o.BiasCorrectedLR(lr, o.step),
 		Beta1: o.cfg.Beta1, Beta2: o.cfg.Beta2, Eps: o.cfg.Eps, WeightDecay: o.cfg.WeightDecay,
@@ -146,6 +152,7 @@ func (o *Optimizer) Advance(lr float64) float64 {
 // ApplyFrom queues the update of every parameter with a gradient, its rate read from the [1]
 // tensor lr when the update runs.
 func (o *Optimizer) ApplyFrom(lr *tensor.Tensor) {
+	o.clip()
 	p := tensor.OptimParams{
 		Kind: o.cfg.Kind, LRTensor: lr,
 		Beta1: o.cfg.Beta1, Beta2: o.cfg.Beta2, Eps: o.cfg.Eps, WeightDecay: o.cfg.WeightDecay,
@@ -154,6 +161,17 @@ func (o *Optimizer) ApplyFrom(lr *tensor.Tensor) {
 		if g := prm.Var.Grad; g != nil {
 			tensor.AdamStep(p, prm.Var.Value, o.m[i], o.v[i], g)
 		}
+	}
+}
+
+// clip applies ClipNorm to the gradients, on the device.
+func (o *Optimizer) clip() {
+	if o.cfg.ClipNorm > 0 {
+		vs := make([]*autodiff.Var, len(o.params))
+		for i, p := range o.params {
+			vs[i] = p.Var
+		}
+		ClipOnDevice(vs, o.cfg.ClipNorm)
 	}
 }
 

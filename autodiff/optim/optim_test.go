@@ -1,6 +1,7 @@
 package optim
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -206,6 +207,83 @@ func TestClipGradNorm(t *testing.T) {
 	before := vs[2].Grad.Float64s()[0]
 	if n := ClipGradNorm(vs, 1); !math.IsNaN(n) || vs[2].Grad.Float64s()[0] != before {
 		t.Fatalf("NaN norm %v: gradients must be left alone", n)
+	}
+}
+
+// TestClipOnDevice: the device-side clipping scales every gradient by c/n when the global norm n
+// exceeds c (to float32 rounding of the host ClipGradNorm), leaves them bit for bit alone when it
+// does not, and an optimizer with ClipNorm clips before its update.
+func TestClipOnDevice(t *testing.T) {
+	r := newRand(t)
+	be := cpu.New(cpu.WithPoison(true))
+	mk := func() ([]*autodiff.Var, [][]float64, float64) {
+		var vs []*autodiff.Var
+		var host [][]float64
+		sumsq := 0.0
+		for _, n := range []int{7, 300, 1} {
+			v := autodiff.NewParam(tensor.Zeros(be, tensor.Float32, n))
+			v.Grad = tensor.New(be, tensor.Float32, n)
+			v.Grad.Upload(randData(r, n))
+			d := v.Grad.Float64s()
+			for _, x := range d {
+				sumsq += x * x
+			}
+			vs = append(vs, v, autodiff.NewParam(tensor.Zeros(be, tensor.Float32, 2)))
+			host = append(host, d)
+		}
+		return vs, host, math.Sqrt(sumsq)
+	}
+	vs, host, norm := mk()
+	ClipOnDevice(vs, 2*norm)
+	for i, d := range host {
+		for j, x := range vs[2*i].Grad.Float64s() {
+			if x != d[j] {
+				t.Fatalf("within bounds: grad %d[%d] changed from %v to %v", i, j, d[j], x)
+			}
+		}
+	}
+	ClipOnDevice(vs, norm/3)
+	for i, d := range host {
+		for j, x := range vs[2*i].Grad.Float64s() {
+			if math.Abs(x-d[j]/3) > 1e-6*math.Abs(d[j]) {
+				t.Fatalf("clipped grad %d[%d] = %v, want %v", i, j, x, d[j]/3)
+			}
+		}
+	}
+	// Through the optimizer: Adam's first update is lr·sign-like, so compare against an
+	// optimizer fed the host-clipped gradients.
+	vs, _, norm = mk()
+	ws, _, _ := mk()
+	for i := range ws {
+		tensor.Copy(ws[i].Value, vs[i].Value)
+		if vs[i].Grad != nil {
+			tensor.Copy(ws[i].Grad, vs[i].Grad)
+		}
+	}
+	params := func(v []*autodiff.Var) []Param {
+		var ps []Param
+		for i, x := range v {
+			ps = append(ps, Param{Name: fmt.Sprint(i), Var: x})
+		}
+		return ps
+	}
+	cfg := Config{Kind: tensor.Adam, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 1, ClipNorm: norm / 4}
+	a, err := New(cfg, params(vs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClipNorm = 0
+	b, _ := New(cfg, params(ws))
+	ClipGradNorm(ws, norm/4)
+	a.Step(0.01)
+	b.Step(0.01)
+	for i := range vs {
+		g, w := vs[i].Value.Float64s(), ws[i].Value.Float64s()
+		for j := range g {
+			if math.Abs(g[j]-w[j]) > 1e-6 {
+				t.Fatalf("param %d[%d]: clipped in the optimizer %v, clipped on the host %v", i, j, g[j], w[j])
+			}
+		}
 	}
 }
 
