@@ -39,22 +39,22 @@ type Row struct {
 
 // Result is a model benchmark (the JSON of bin/driver bench).
 type Result struct {
-	Impl    string         `json:"impl"`
-	Preset  string         `json:"preset"`
-	Config  dlf.Config     `json:"config"`
-	Device  string         `json:"device"`
-	Batch   int            `json:"batch"`
-	Params  int            `json:"params"`
-	Iters   int            `json:"iters"`
-	Floors  Floors         `json:"floors"`
-	Layers  []Row          `json:"layers"`
-	Step    Step           `json:"step"`
-	Torch   map[string]any `json:"torch,omitempty"`
-	Ratio   float64        `json:"torch_over_dlf_time,omitempty"`
+	Impl   string         `json:"impl"`
+	Preset string         `json:"preset"`
+	Config dlf.Config     `json:"config"`
+	Device string         `json:"device"`
+	Batch  int            `json:"batch"`
+	Params int            `json:"params"`
+	Iters  int            `json:"iters"`
+	Floors Floors         `json:"floors"`
+	Layers []Row          `json:"layers"`
+	Step   Step           `json:"step"`
+	Torch  map[string]any `json:"torch,omitempty"`
+	Ratio  float64        `json:"torch_over_dlf_time,omitempty"`
 	// TorchPolicies holds, on the CPU, the twin's result under each OpenMP wait policy
 	// ("passive", "active"); Torch is the faster of them and Ratio is taken against it.
 	TorchPolicies map[string]map[string]any `json:"torch_by_omp_wait_policy,omitempty"`
-	Warning string         `json:"warning,omitempty"`
+	Warning       string                    `json:"warning,omitempty"`
 }
 
 // Step is the whole forward+backward step, timed without per-op synchronisation.
