@@ -50,6 +50,7 @@ func newApp() *cli.App {
 			trainCommand(),
 			evalCommand(),
 			sampleCommand(),
+			compareCommand(),
 			interpolateCommand(),
 			benchCommand(),
 			infoCommand(),
