@@ -31,7 +31,7 @@ func TestCompare(t *testing.T) {
 	prefix := filepath.Join(dir, "out", "cmp")
 	out := mustRun(t, "compare", "--out_prefix", prefix, "--reach", "2.5,2", a+"=dlf", b)
 	for _, want := range []string{
-		"| dlf | 2.4000 | 13k images, 20 s | not reached |", // 200 steps × 64
+		"| dlf | 2.4000 | 13k images, 20 s | not reached |",              // 200 steps × 64
 		"| b | 2.1000 | 13k images, 20 s (×1.00, ×1.00) | not reached |", // 400 × 32
 	} {
 		if !strings.Contains(out, want) {
