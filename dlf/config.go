@@ -145,6 +145,10 @@ type Config struct {
 	// average (PolyakDecay) swapped in, instead of the raw weights (the reference evaluates the raw
 	// weights); checkpoints always hold both.
 	EvalAverage bool `json:"eval_average,omitempty"`
+	// PolyakWarmup lowers the moving average's decay over the first updates to
+	// min(PolyakDecay, (1+t)/(10+t)) (TensorFlow's rule with num_updates), so that the average
+	// forgets the initial weights early (the reference's average keeps the constant decay).
+	PolyakWarmup bool `json:"polyak_warmup,omitempty"`
 	// PolyakDecay is the decay of the exponential moving average of the parameters (0 = off).
 	PolyakDecay float64 `json:"polyak_epochs_decay"`
 	// Seed seeds parameter initialisation, data order and dequantisation noise.

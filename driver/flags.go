@@ -87,6 +87,7 @@ func configFlags() []configFlag {
 		floatField("weight_decay", "multiplicative weight decay per step (1: off)", false, func(c *dlf.Config) *float64 { return &c.WeightDecay }),
 		floatField("clip_grad_norm", "bound on the global L2 norm of the gradients before each update (0: off)", false, func(c *dlf.Config) *float64 { return &c.ClipGradNorm }),
 		boolField("eval_average", "evaluate and sample with the parameters' moving average (--polyak_decay) instead of the raw weights", false, func(c *dlf.Config) *bool { return &c.EvalAverage }),
+		boolField("polyak_warmup", "ramp the moving average's decay up as min(polyak_decay, (1+t)/(10+t)) over the first updates", false, func(c *dlf.Config) *bool { return &c.PolyakWarmup }),
 		floatField("polyak_decay", "decay of the parameters' moving average kept in checkpoints (0: off)", false, func(c *dlf.Config) *float64 { return &c.PolyakDecay }),
 		{flag: &cli.Uint64Flag{Name: "seed", Usage: "seeds initialisation, data order and noise", DefaultText: "the preset's, 199512"},
 			apply: func(c *cli.Context, cfg *dlf.Config) { cfg.Seed = c.Uint64("seed") }},

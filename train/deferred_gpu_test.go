@@ -118,6 +118,8 @@ func TestGPUGraphMatchesEager(t *testing.T) {
 		res := filepath.Join(t.TempDir(), mode)
 		dirs[mode] = res
 		job := tinyJob(t, res, 96, 20) // 6 steps per epoch
+		// The moving average with warm-up: its per-step rate is written before each replay.
+		job.Config.PolyakWarmup = true
 		job.LogEvery, job.RefreshEvery, job.SampleEvery, job.CUDAGraph = 1, 0, 0, mode != "eager"
 		if mode == "graph-resumed" {
 			first := job

@@ -86,6 +86,9 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 			tensor.Copy(in.cond, cond)
 		}
 		in.lr.Upload([]float64{r.opt.Advance(lr)})
+		if r.ema != nil {
+			r.ema.Advance() // its warm-up rate, read by the captured ApplyFrom
+		}
 		fault.Point(fault.Step)
 		sg.g.Replay()
 		if res.deferred = r.record(sg.loss, sg.l2); !res.deferred {
@@ -130,7 +133,7 @@ func (r *Run) capture(x, cond *tensor.Tensor) (*stepGraph, error) {
 		r.opt.ApplyFrom(in.lr)
 		r.opt.ZeroGrad()
 		if r.ema != nil {
-			r.ema.Update()
+			r.ema.ApplyFrom()
 		}
 		return err
 	})

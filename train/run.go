@@ -323,7 +323,10 @@ func newReplica(cfg dlf.Config, dev *device.Device, perEpoch int) (*dlf.Model, *
 		return nil, nil, nil, err
 	}
 	var ema *optim.EMA
-	if cfg.PolyakDecay > 0 {
+	switch {
+	case cfg.PolyakDecay > 0 && cfg.PolyakWarmup:
+		ema, err = optim.NewEMAWarmup(cfg.PolyakDecay, m.OptimParams())
+	case cfg.PolyakDecay > 0:
 		ema, err = optim.NewEMA(cfg.PolyakDecay, m.OptimParams())
 	}
 	return m, opt, ema, err

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -284,6 +285,61 @@ func TestClipOnDevice(t *testing.T) {
 				t.Fatalf("param %d[%d]: clipped in the optimizer %v, clipped on the host %v", i, j, g[j], w[j])
 			}
 		}
+	}
+}
+
+// TestEMAWarmup: with warm-up the t-th update uses min(d, (1+t)/(10+t)) (checked against the host
+// recurrence), the count survives State/Restore, and a restored average continues identically.
+func TestEMAWarmup(t *testing.T) {
+	r := newRand(t)
+	be := cpu.New(cpu.WithPoison(true))
+	d := randData(r, 5)
+	p := autodiff.NewParam(tensor.FromFloat64(be, d, 5))
+	params := []Param{{"w", p}}
+	e, err := NewEMAWarmup(0.999, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	avg := append([]float64(nil), d...)
+	var steps [][]float64
+	for step := 1; step <= 30; step++ {
+		nd := randData(r, 5)
+		steps = append(steps, nd)
+		p.Value.Upload(nd)
+		e.Update()
+		dt := min(0.999, float64(1+step)/float64(10+step))
+		if got := e.DecayAt(step); got != dt {
+			t.Fatalf("DecayAt(%d) = %v, want %v", step, got, dt)
+		}
+		for i := range avg {
+			avg[i] += (1 - dt) * (nd[i] - avg[i])
+		}
+	}
+	meta, st := e.State()
+	got := st[0].Tensor.Float64s()
+	for i := range avg {
+		if math.Abs(got[i]-avg[i]) > 1e-13 {
+			t.Fatalf("average[%d] = %v, want %v", i, got[i], avg[i])
+		}
+	}
+	// Restore into a fresh average and continue both with the same weights.
+	e2, _ := NewEMAWarmup(0.999, params)
+	if err := e2.Restore(meta, func(name string, dst *tensor.Tensor) error { tensor.Copy(dst, st[0].Tensor); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if e2.Updates() != 30 {
+		t.Fatalf("restored count %d, want 30", e2.Updates())
+	}
+	p.Value.Upload(steps[3])
+	e.Update()
+	e2.Update()
+	_, a := e.State()
+	_, b := e2.State()
+	if !slices.Equal(a[0].Tensor.Float64s(), b[0].Tensor.Float64s()) {
+		t.Fatal("a restored average continues differently")
+	}
+	if err := e2.Restore(`{"decay":0.999,"updates":-1}`, nil); err == nil {
+		t.Fatal("a negative update count was accepted")
 	}
 }
 
