@@ -32,9 +32,9 @@ const (
 //
 // RecipeFast: Adam at fastLR after a fastWarmupEpochs linear warm-up, no decay; the identity DLT
 // initialisation (about 9.5 bits/dim on MNIST at step 0 instead of the reference init's 55); no
-// gradient clipping: a first 60-minute run with the global norm clipped at 10 trailed the
-// unclipped recipe run r1 (training loss 3.06 against 2.78 at step 900; docs/results.md, "Recipe"),
-// so clipping stays opt-in (--clip_grad_norm). The moving average warms its decay up
+// gradient clipping: runs with and without a clip at norm 10 differed by run-to-run noise only over
+// 1000 steps (docs/results.md, "Recipe"), so clipping stays opt-in (--clip_grad_norm) until a longer
+// comparison decides. The moving average warms its decay up
 // (Config.PolyakWarmup). Evaluation uses the raw weights: the moving average
 // (--eval_average) was measured worse early in a run (8.96 against 4.18 test bits/dim at step 250),
 // because a 0.999 average started at the initial weights still holds 78% of them after 250 steps.
