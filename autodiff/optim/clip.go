@@ -11,7 +11,17 @@ import (
 // squares is accumulated on the device (tensor.Reduce SumSq per gradient, added into one scalar) so
 // the whole computation reads back a single number.
 func GradNorm(vs []*autodiff.Var) float64 {
-	var acc, part *tensor.Tensor
+	acc, part, _ := sumSquares(vs)
+	if acc == nil {
+		return 0
+	}
+	defer release(acc, part)
+	return math.Sqrt(acc.Item())
+}
+
+// sumSquares returns, on the gradients' backend, acc = Σ over every gradient of Σ g² (a [1]
+// tensor; nil when no Var has a gradient), the [1] scratch it used, and the gradients.
+func sumSquares(vs []*autodiff.Var) (acc, part *tensor.Tensor, grads []*tensor.Tensor) {
 	for _, v := range vs {
 		g := v.Grad
 		if g == nil {
@@ -23,13 +33,9 @@ func GradNorm(vs []*autodiff.Var) float64 {
 		}
 		tensor.Reduce(tensor.SumSq, tensor.AxisAll, part, g)
 		tensor.Axpy(1, part, acc)
+		grads = append(grads, g)
 	}
-	if acc == nil {
-		return 0
-	}
-	defer acc.Release()
-	defer part.Release()
-	return math.Sqrt(acc.Item())
+	return acc, part, grads
 }
 
 // ClipGradNorm scales the gradients of vs in place so that their global L2 norm is at most maxNorm,
@@ -56,26 +62,11 @@ func ClipGradNorm(vs []*autodiff.Var, maxNorm float64) float64 {
 // synchronisation. Gradients are unchanged when n ≤ c (s = 1 exactly). A non-finite norm makes s
 // NaN and the gradients with it; the step's non-finite checks then see it, as they see a NaN loss.
 func ClipOnDevice(vs []*autodiff.Var, maxNorm float64) {
-	var acc, part *tensor.Tensor
-	var grads []*tensor.Tensor
-	for _, v := range vs {
-		g := v.Grad
-		if g == nil {
-			continue
-		}
-		if acc == nil {
-			acc = tensor.Zeros(g.Backend(), g.DType(), 1)
-			part = tensor.New(g.Backend(), g.DType(), 1)
-		}
-		tensor.Reduce(tensor.SumSq, tensor.AxisAll, part, g)
-		tensor.Axpy(1, part, acc)
-		grads = append(grads, g)
-	}
+	acc, part, grads := sumSquares(vs)
+	defer release(acc, part)
 	if acc == nil || maxNorm <= 0 {
-		release(acc, part)
 		return
 	}
-	defer release(acc, part)
 	tensor.UnaryT(tensor.Sqrt, acc, acc, 0, 0)
 	tensor.UnaryT(tensor.Clamp, acc, acc, maxNorm, math.Inf(1)) // max(n, c)
 	tensor.Fill(part, maxNorm)
