@@ -3,13 +3,15 @@
 // CUDA semantics fails the build rather than showing up as puzzling kernel test failures. It checks,
 // against plain loops: threadIdx/blockIdx for 3-D blocks and grids, __syncthreads between writers
 // and readers of shared memory, every __shfl_*_sync variant with widths 32 and 8 on a partial last
-// warp, deadlock detection, a fault becoming CUDA_ERROR_ILLEGAL_ADDRESS, and parse_ptx.
+// warp, deadlock detection, a fault becoming CUDA_ERROR_ILLEGAL_ADDRESS, mma.sync m16n8k8 TF32
+// against a plain loop (and divergent or mixed warp collectives failing), cvt.rna, and parse_ptx.
 //
 // It tests the emulator, not dlf's kernels (make emu-test does that); like the emulator it does not
 // model memory ordering, timing, ptxas register allocation or real occupancy.
 #include "emu.h"
 #include "runtime.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -70,6 +72,44 @@ void divergent_barrier(int*) {
 }
 
 void wild_write(int* p) { p[threadIdx.x] = 1; }
+
+// One m16n8k8 TF32 product per warp: A (16×8, row-major) and B (8×8, k-major) from memory, each
+// lane loading its fragment elements by the PTX ISA layout, D written back the same way. Warp w
+// multiplies A + w·128 by B; D = A·B + C with C = 1.
+void mma_product(const float* a, const float* b, float* d) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const float* aw = a + w * 128;
+  unsigned af[4] = {__float_as_uint(aw[g * 8 + t]), __float_as_uint(aw[(g + 8) * 8 + t]),
+                    __float_as_uint(aw[g * 8 + t + 4]), __float_as_uint(aw[(g + 8) * 8 + t + 4])};
+  unsigned bf[2] = {__float_as_uint(b[t * 8 + g]), __float_as_uint(b[(t + 4) * 8 + g])};
+  float acc[4] = {1, 1, 1, 1};
+  emu::mma_m16n8k8_tf32(acc, af, bf);
+  float* dw = d + w * 128;
+  dw[g * 8 + 2 * t] = acc[0];
+  dw[g * 8 + 2 * t + 1] = acc[1];
+  dw[(g + 8) * 8 + 2 * t] = acc[2];
+  dw[(g + 8) * 8 + 2 * t + 1] = acc[3];
+}
+
+// Lanes 0..15 issue an mma that lanes 16..31 skip: a GPU's behaviour is undefined; the emulator
+// must fail the launch rather than compute with stale registers.
+void mma_divergent(float*) {
+  unsigned af[4] = {0, 0, 0, 0}, bf[2] = {0, 0};
+  float acc[4] = {0, 0, 0, 0};
+  if ((threadIdx.x & 31) < 16) emu::mma_m16n8k8_tf32(acc, af, bf);
+  __syncwarp();
+}
+
+// Half the warp at an mma while the other half is at a shuffle.
+void mma_mixed(float*) {
+  unsigned af[4] = {0, 0, 0, 0}, bf[2] = {0, 0};
+  float acc[4] = {0, 0, 0, 0};
+  if ((threadIdx.x & 31) < 16) {
+    emu::mma_m16n8k8_tf32(acc, af, bf);
+  } else {
+    (void)__shfl_sync(0xffffffffu, 1, 0);
+  }
+}
 
 // What CUDA specifies for shuffle kind of lane l in a warp of `lanes` live lanes starting at thread
 // warpBase.
@@ -170,6 +210,46 @@ int main() {
     void* params[] = {&p};
     const emu::LaunchResult r = emu::run_grid(Describe<&divergent_barrier>::make("divergent", "selftest"), params, {1, 1, 1}, {64, 1, 1});
     check(r.code == 719 && r.message.find("deadlock") != std::string::npos, "a divergent __syncthreads is a deadlock: " + r.message);
+  }
+  {
+    // mma.sync against a plain loop over TF32 values (exact products, so only the fp32 sums round:
+    // small integers and halves keep every sum exact too).
+    std::vector<float> a(2 * 128), b(64), d(2 * 128, -1);
+    for (int i = 0; i < 256; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int i = 0; i < 64; i++) b[i] = 0.5f * (float)((i * 5) % 9 - 4);
+    const float* pa = a.data();
+    const float* pb = b.data();
+    float* pd = d.data();
+    void* params[] = {&pa, &pb, &pd};
+    const emu::LaunchResult r = emu::run_grid(Describe<&mma_product>::make("mma", "selftest"), params, {1, 1, 1}, {64, 1, 1});
+    check(r.code == 0, "mma launch: " + r.message);
+    bool ok = true;
+    for (int w = 0; w < 2; w++)
+      for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+          float want = 1;
+          for (int k = 0; k < 8; k++) want += a[w * 128 + i * 8 + k] * b[k * 8 + j];
+          ok = ok && d[w * 128 + i * 8 + j] == want;
+        }
+    check(ok, "mma.sync m16n8k8: D = A·B + C for every lane's fragment");
+    // Operands with low mantissa bits are read truncated to TF32, as the tensor core reads them.
+    a[0] = 1.0f + 1.0f / 4096;  // 1 + 2^-12: below TF32's resolution
+    std::fill(b.begin(), b.end(), 0.0f);
+    b[0] = 1.0f;
+    emu::run_grid(Describe<&mma_product>::make("mma", "selftest"), params, {1, 1, 1}, {64, 1, 1});
+    check(d[0] == 2.0f, "mma.sync reads fp32 operands truncated to TF32: got " + std::to_string(d[0]));
+    check(emu::cvt_rna_tf32(0x3f801000u) == 0x3f802000u && emu::cvt_rna_tf32(0xbf800fffu) == 0xbf800000u &&
+              emu::cvt_rna_tf32(0x7f800000u) == 0x7f800000u,
+          "cvt.rna.tf32: ties away from zero, below-half down, Inf unchanged");
+  }
+  {
+    float* p = nullptr;
+    void* params[] = {&p};
+    emu::LaunchResult r = emu::run_grid(Describe<&mma_divergent>::make("mma_divergent", "selftest"), params, {1, 1, 1}, {32, 1, 1});
+    check(r.code == 719, "an mma.sync that half the warp skips fails the launch: " + r.message);
+    r = emu::run_grid(Describe<&mma_mixed>::make("mma_mixed", "selftest"), params, {1, 1, 1}, {32, 1, 1});
+    check(r.code == 719 && r.message.find("mma.sync") != std::string::npos,
+          "an mma.sync meeting a shuffle fails the launch naming mma.sync: " + r.message);
   }
   {
     int* p = (int*)16;  // the first page is never mapped
