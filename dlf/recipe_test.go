@@ -14,7 +14,7 @@ func TestApplyRecipe(t *testing.T) {
 	if err := ApplyRecipe(&fast, RecipeFast); err != nil {
 		t.Fatal(err)
 	}
-	if fast.Optimizer != OptimAdam || fast.Init != InitIdentity || fast.EvalAverage || fast.ClipGradNorm != 0 ||
+	if fast.Optimizer != OptimAdam || fast.Init != InitIdentity || !fast.EvalAverage || !fast.PolyakWarmup || fast.ClipGradNorm != fastClipNorm ||
 		fast.Depth != cfg.Depth || fast.Width != cfg.Width {
 		t.Fatalf("fast recipe: %+v", fast)
 	}
