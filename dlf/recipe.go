@@ -26,7 +26,7 @@ const (
 	fastDecayRate    = 0.5  // the rate halves every fastDecaySteps steps (continuously) ...
 	fastDecaySteps   = 4000 // ... about 4 MNIST epochs at batch 64
 	fastFloorLR      = 1e-4 // ... down to this floor
-	fastClipNorm     = 20   // about 5× the gradient norm of ordinary steps at the start (3.9)
+	fastClipNorm     = 20   // about 5× the norm of ordinary early steps, 3.9 (TestRecipeClipIsAGuard)
 )
 
 // ApplyRecipe sets c's training hyper-parameters — optimizer, learning rate and schedule,
