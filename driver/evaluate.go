@@ -26,7 +26,7 @@ func checkpointFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "checkpoint", Usage: "a .safetensors checkpoint, or a training --results_dir (then --which picks the file)"},
 		&cli.StringFlag{Name: "which", Value: "best", Usage: "with a results directory: best (lowest test bits/dim) or last"},
-		&cli.BoolFlag{Name: "ema", Usage: "use the parameters' moving average instead of the trained values"},
+		&cli.BoolFlag{Name: "ema", Usage: "use the parameters' moving average instead of the trained values (default: what the run evaluated with, its eval_average)"},
 		deviceFlag,
 	}
 }
@@ -49,9 +49,15 @@ func parseCheckpointArgs(c *cli.Context) (checkpointArgs, error) {
 	if a.kind, err = device.Resolve(c.String("device")); err != nil {
 		return a, err
 	}
-	a.ema = c.Bool("ema")
 	if a.info, err = train.ReadCheckpointInfo(a.path); err != nil {
 		return a, err
+	}
+	// Unset, --ema follows the run: a run that evaluated and sampled with its moving average
+	// (Config.EvalAverage, the fast recipe) is evaluated and sampled the same way here, so the
+	// figures match its test.csv.
+	a.ema = c.Bool("ema")
+	if !c.IsSet("ema") {
+		a.ema = a.info.Config.EvalAverage && a.info.Config.PolyakDecay > 0
 	}
 	return a, nil
 }
