@@ -230,7 +230,7 @@ func Gemm(transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Ten
 // the prior's broadcast, the condition projection — in FP32; this is for callers that want tensor
 // cores for a dense layer.
 func GemmPrecision(prec Precision, transA, transB bool, alpha float64, a, b *Tensor, beta float64, c *Tensor) {
-	if prec != FP32 && prec != TF32 {
+	if !prec.valid() {
 		panic(fmt.Sprintf("tensor: Gemm with unknown precision %v", prec))
 	}
 	be := mustSame("Gemm", a, b, c)
@@ -272,7 +272,7 @@ func checkConv(op string, p ConvParams, x, w, y, bias *Tensor) {
 	if p.K < 1 || p.K%2 == 0 {
 		panic(fmt.Sprintf("tensor: %s with even or non-positive kernel size %d", op, p.K))
 	}
-	if p.Precision != FP32 && p.Precision != TF32 {
+	if !p.Precision.valid() {
 		panic(fmt.Sprintf("tensor: %s with unknown precision %v", op, p.Precision))
 	}
 	n, h, wd, cin := x.shape.NHWC()

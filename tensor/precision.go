@@ -32,6 +32,9 @@ func (p Precision) String() string {
 	return fmt.Sprintf("Precision(%d)", uint8(p))
 }
 
+// valid reports whether p is FP32 or TF32.
+func (p Precision) valid() bool { return p == FP32 || p == TF32 }
+
 // ParsePrecision reads "fp32" or "tf32".
 func ParsePrecision(s string) (Precision, error) {
 	switch s {

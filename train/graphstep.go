@@ -6,7 +6,8 @@ package train
 // the tape and a launch per op. What changes from step to step stays outside the graph: the batch
 // (preprocessed with its dequantisation noise, then copied into the graph's static input), the
 // bias-corrected learning rate (optim.Optimizer.Advance, uploaded into a one-element tensor that the
-// captured optimizer kernels read: OptimParams.LRTensor) and the copy of the loss into the
+// captured optimizer kernels read: OptimParams.LRTensor), the moving average's warm-up rate
+// (optim.EMA.Advance, read by the captured EMA.ApplyFrom) and the copy of the loss into the
 // deferred-metrics buffer.
 //
 // The first step of a session runs eagerly, so that the caching allocator holds every block the

@@ -28,6 +28,7 @@ type EMA struct {
 	warmup  bool
 	updates int              // updates applied (counted by Advance)
 	rate    *tensor.Tensor   // [1]: 1 − d_t of the pending update (warm-up only)
+	written float64          // the value rate holds (−1: not written yet)
 	diff    []*tensor.Tensor // per-parameter scratch of ApplyFrom (warm-up only)
 }
 
@@ -41,7 +42,7 @@ func newEMA(decay float64, params []Param, warmup bool) (*EMA, error) {
 	if !(decay >= 0 && decay < 1) {
 		return nil, fmt.Errorf("optim: EMA decay %v must lie in [0, 1)", decay)
 	}
-	e := &EMA{decay: decay, params: append([]Param(nil), params...), warmup: warmup}
+	e := &EMA{decay: decay, params: append([]Param(nil), params...), warmup: warmup, written: -1}
 	if warmup && len(params) > 0 {
 		w := params[0].Var.Value
 		e.rate = tensor.Zeros(w.Backend(), w.DType(), 1)
@@ -75,11 +76,15 @@ func (e *EMA) DecayAt(t int) float64 {
 
 // Advance counts the next update and, with warm-up, writes its rate 1 − d_t into the device tensor
 // that ApplyFrom reads. A captured ApplyFrom (a CUDA graph) is replayed every step with Advance run
-// before each replay, outside the graph, as Optimizer.Advance is.
+// before each replay, outside the graph, as Optimizer.Advance is. Once the warm-up has reached the
+// constant decay (t ≈ 10/(1−d)) the rate stops changing and nothing more is uploaded.
 func (e *EMA) Advance() {
 	e.updates++
 	if e.warmup && e.rate != nil {
-		e.rate.Upload([]float64{1 - e.DecayAt(e.updates)})
+		if r := 1 - e.DecayAt(e.updates); r != e.written {
+			e.rate.Upload([]float64{r})
+			e.written = r
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ func kindName(k tensor.OptimKind) string {
 type Optimizer struct {
 	cfg    Config
 	params []Param
+	vars   []*autodiff.Var // the params' Vars, for clipping
 	m, v   []*tensor.Tensor
 	step   int
 }
@@ -94,7 +95,7 @@ func New(cfg Config, params []Param) (*Optimizer, error) {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	o := &Optimizer{cfg: cfg, params: append([]Param(nil), params...)}
+	o := &Optimizer{cfg: cfg, params: append([]Param(nil), params...), vars: Vars(params)}
 	for _, p := range params {
 		if seen[p.Name] {
 			return nil, fmt.Errorf("optim: parameter name %q appears twice", p.Name)
@@ -167,11 +168,7 @@ func (o *Optimizer) ApplyFrom(lr *tensor.Tensor) {
 // clip applies ClipNorm to the gradients, on the device.
 func (o *Optimizer) clip() {
 	if o.cfg.ClipNorm > 0 {
-		vs := make([]*autodiff.Var, len(o.params))
-		for i, p := range o.params {
-			vs[i] = p.Var
-		}
-		ClipOnDevice(vs, o.cfg.ClipNorm)
+		ClipOnDevice(o.vars, o.cfg.ClipNorm)
 	}
 }
 
