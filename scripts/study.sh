@@ -8,10 +8,17 @@
 #
 #   scripts/study.sh DATA_ROOT OUT_DIR [RUN...]    (DATA_ROOT holds mnist/ and fashion-mnist/)
 #   BUDGET=20m by default. RUN names: <dataset>/<model>/<recipe>, e.g. mnist/dlf-k2/fast; no RUN: all.
+#   JOBS=2 runs at a time by default; with CPUS="1" (a taskset list) every run is pinned there, so
+#   JOBS=1 CPUS=1 leaves core 0 free for other work. While the file $OUT_DIR/pause exists no new run
+#   starts (a quiet window for a two-core measurement between runs).
 set -euo pipefail
 data=${1:?data root (bin/driver data fetch --data_dir DATA mnist; ... fashion-mnist)}; out=${2:?output dir}; shift 2
 bin=${DRIVER:-bin/driver}
 budget=${BUDGET:-20m}
+jobs=${JOBS:-2}
+mkdir -p "$out"
+pin=()
+[ -n "${CPUS:-}" ] && pin=(taskset -c "$CPUS")
 declare -A models=(
   [dlf-k2]="--num_parts 2 --decomposition 0"
   [dlf-k2-inverse]="--num_parts 2 --decomposition 1"
@@ -31,15 +38,16 @@ run() {
   args=${args//DATASET/$ds}
   mkdir -p "$out/$ds"
   # shellcheck disable=SC2086
-  GOMAXPROCS=1 "$bin" train --problem "$ds" --data_dir "$data/$ds" --results_dir "$out/$ds/$m-$rc" --recipe "$rc" \
+  GOMAXPROCS=1 "${pin[@]}" "$bin" train --problem "$ds" --data_dir "$data/$ds" --results_dir "$out/$ds/$m-$rc" --recipe "$rc" \
     --depth 8 --width 64 --batch_size 64 $args --max_time "$budget" --valid_per_steps 500 --test_subset 2000 \
     --print_per_steps 100 >"$out/$ds/$m-$rc.log" 2>&1
 }
 i=0
 for r in "${all[@]}"; do
+  while [ -e "$out/pause" ]; do sleep 10; done
   run "$r" &
   i=$((i + 1))
-  if [ $((i % 2)) = 0 ]; then wait; fi
+  if [ $((i % jobs)) = 0 ]; then wait; fi
 done
 wait
 for ds in mnist fashion-mnist; do

@@ -165,6 +165,10 @@ func unaryRange[T float](op tensor.UnaryOp, d, x []T, p1, p2 float64) {
 			d[i] = T(sigmoid(float64(x[i])))
 		}
 	case tensor.Relu:
+		if d32, ok := any(d).([]float32); ok {
+			reluF32(d32, any(x).([]float32))
+			return
+		}
 		// The builtin max compiles to branch-free code; a compare-and-branch mispredicts on
 		// every other element of zero-mean activations (about 2× slower).
 		for i, v := range x {
@@ -243,6 +247,10 @@ func unaryGrad[T float](b *Backend, op tensor.UnaryGradOp, dx, s, dy []T, p1, p2
 		// 2–4× slower).
 		switch op {
 		case tensor.ReluGrad:
+			if d32, ok := any(d).([]float32); ok {
+				reluGradF32(d32, any(s).([]float32), any(g).([]float32))
+				return
+			}
 			for i := range d {
 				k := 0
 				if s[i] > 0 {

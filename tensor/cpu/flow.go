@@ -58,6 +58,10 @@ func actNorm[T float](b *Backend, outT, ldT, inT, biasT, logsT *tensor.Tensor, s
 	}
 	rows := n * h * w
 	b.parallel(rows, c*actNormCost, func(lo, hi int) {
+		if out32, ok := any(out).([]float32); ok {
+			actNormRowsF32(out32[lo*c:hi*c], any(in).([]float32)[lo*c:hi*c], sh, mul, inverse)
+			return
+		}
 		for r := lo; r < hi; r++ {
 			src, dst := in[r*c:(r+1)*c], out[r*c:(r+1)*c]
 			sh, mul := sh[:len(src)], mul[:len(src)]
@@ -142,6 +146,10 @@ func channelScaleBackward[T float](b *Backend, dx, dy, y []T, e []float64, rows,
 			bdyy := part[2*c*i+c : 2*c*(i+1)]
 			clear(bdy)
 			clear(bdyy)
+			if dx32, ok := any(dx).([]float32); ok {
+				channelScaleRowsF32(dx32[r0*c:r1*c], any(dy).([]float32)[r0*c:r1*c], any(y).([]float32)[r0*c:r1*c], e[:c], bdy, bdyy)
+				continue
+			}
 			for r := r0; r < r1; r++ {
 				g, yy, d := dy[r*c:(r+1)*c], y[r*c:(r+1)*c], dx[r*c:(r+1)*c]
 				e, bdy, bdyy, yy, d := e[:len(g)], bdy[:len(g)], bdyy[:len(g)], yy[:len(g)], d[:len(g)]

@@ -142,6 +142,10 @@ func BackwardWeights[T Float](p Params, x, dy, dw []T, accumulate bool) {
 		namedLen{"x", "N·H·W·Cin", len(x), p.Rows() * p.Cin, false},
 		namedLen{"dy", "N·H·W·Cout", len(dy), p.Rows() * p.Cout, false},
 		namedLen{"dw", "K·K·Cin'·Cout", len(dw), p.WeightLen(), false})
+	if p.useTaps() {
+		backwardWeightsTaps(p, x, dy, dw, accumulate)
+		return
+	}
 	kd := p.K * p.K * p.CinW()
 	rows, threads := p.Rows(), p.threads()
 	// Each goroutine sums its blocks into its own kd×Cout partial (the first
@@ -250,6 +254,10 @@ func sumRows[T Float](dy []T, cout, r0, r1 int, s []float64) {
 // forward computes y = conv(x, w) + bias + beta·y (y is not read when
 // beta == 0); arguments are already checked.
 func forward[T Float](p Params, x, w, bias, y []T, beta T) {
+	if p.useTaps() {
+		forwardTaps(p, x, w, bias, y, beta)
+		return
+	}
 	rows, cout := p.Rows(), p.Cout
 	addBias := func(r0, r1 int) {
 		if len(bias) == 0 {

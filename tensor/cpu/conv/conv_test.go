@@ -254,6 +254,11 @@ var cases = []Params{
 	{N: 1, H: 8, W: 8, Cin: 512, Cout: 512, K: 1, EdgeBias: true},
 	{N: 1, H: 8, W: 8, Cin: 512, Cout: 48, K: 3, EdgeBias: true},
 	{N: 2, H: 16, W: 16, Cin: 32, Cout: 32, K: 3},
+	// The tap-expanded lowering (taps.go) at K = 5, without edge bias, and on one image narrower
+	// than its halo.
+	{N: 2, H: 6, W: 5, Cin: 17, Cout: 3, K: 5, EdgeBias: true},
+	{N: 3, H: 4, W: 9, Cin: 20, Cout: 6, K: 3},
+	{N: 1, H: 2, W: 1, Cin: 16, Cout: 2, K: 3, EdgeBias: true},
 }
 
 func TestConv(t *testing.T) {
@@ -267,6 +272,33 @@ func TestConv(t *testing.T) {
 			checkAll[float32](t, r, p, i%2 == 0, tol32)
 			checkAll[float64](t, r, p, i%2 == 1, tol64)
 		})
+	}
+}
+
+// TestConvIm2colNarrow runs the cases that take the tap-expanded lowering through the im2col
+// lowering instead, which other CPUs' callers never reach but which must stay right.
+func TestConvIm2colNarrow(t *testing.T) {
+	r := newRand(t)
+	defer func(v int) { minWorkerFlops = v }(minWorkerFlops)
+	minWorkerFlops = 1
+	n := 0
+	for i, p := range cases {
+		q := p
+		q.Cin, q.Cout, q.EdgeBias = p.Cout, p.Cin, false // the backward-data convolution
+		if !p.useTaps() && !q.useTaps() {
+			continue
+		}
+		n++
+		p.Threads = []int{1, 2, 3}[i%3]
+		t.Run(fmt.Sprintf("%dx%dx%dx%d-%d-K%d-edge=%v", p.N, p.H, p.W, p.Cin, p.Cout, p.K, p.EdgeBias), func(t *testing.T) {
+			tapLowering = false
+			defer func() { tapLowering = true }()
+			checkAll[float32](t, r, p, i%2 == 0, tol32)
+			checkAll[float64](t, r, p, i%2 == 1, tol64)
+		})
+	}
+	if n < 4 {
+		t.Fatalf("only %d cases take the tap lowering", n)
 	}
 }
 

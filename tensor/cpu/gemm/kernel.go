@@ -39,6 +39,7 @@ func (id kernelID) String() string {
 type kernel[T float] struct {
 	id     kernelID
 	mr, nr int // register block
+	vecs   int // vector FMAs per row of the block per k step (nr over the vector width)
 	mc     int // rows of the packed A block (multiple of mr): sized for L2
 	kc     int // depth of the packed panels: kc·nr elements of B sit in L1
 	nc     int // columns of the packed B panel (multiple of nr): sized for L3
@@ -50,8 +51,8 @@ type kernel[T float] struct {
 // generous because the kernel is compute-bound long before it is
 // cache-bound.
 var (
-	goKernels32 = []*kernel[float32]{{id: kernelGo, mr: 4, nr: 4, mc: 128, kc: 256, nc: 1024, micro: microGo[float32]}}
-	goKernels64 = []*kernel[float64]{{id: kernelGo, mr: 4, nr: 4, mc: 128, kc: 256, nc: 1024, micro: microGo[float64]}}
+	goKernels32 = []*kernel[float32]{{id: kernelGo, mr: 4, nr: 4, vecs: 4, mc: 128, kc: 256, nc: 1024, micro: microGo[float32]}}
+	goKernels64 = []*kernel[float64]{{id: kernelGo, mr: 4, nr: 4, vecs: 4, mc: 128, kc: 256, nc: 1024, micro: microGo[float64]}}
 )
 
 // resolve maps a requested family to one this CPU supports: automatic
@@ -102,13 +103,18 @@ func family64(id kernelID) []*kernel[float64] {
 
 // pickKernel returns the kernel for element type T and a product n columns
 // wide: from the requested family (resolved to what the CPU supports), the
-// narrowest kernel whose nr still covers n, so that narrow products do not
-// pay for padding columns up to a wide register block.
+// one that issues the fewest vector FMAs per row, ceil(n/nr)·vecs, so that
+// narrow products do not pay for padding columns up to a wide register
+// block (n = 36, a 3×3 convolution's taps × 4 channels: three 16-column
+// panels, 48 lanes, rather than two 32-column ones, 64). On a tie the one
+// with fewer padded columns wins (n ≤ 8: the 8-column kernel), then the
+// wider (fewer loads per FMA).
 func pickKernel[T float](id kernelID, n int) *kernel[T] {
 	ks := family[T](resolve(id))
 	k := ks[0]
 	for _, c := range ks[1:] {
-		if n <= c.nr {
+		cost, best := ceilDiv(n, c.nr)*c.vecs, ceilDiv(n, k.nr)*k.vecs
+		if cost < best || (cost == best && roundUp(n, c.nr) < roundUp(n, k.nr)) {
 			k = c
 		}
 	}

@@ -46,16 +46,16 @@ var (
 // panel in L3. Each family lists its kernels widest first (see pickKernel).
 var (
 	avx512Kernels32 = ifHas(hasAVX512, []*kernel[float32]{
-		{id: kernelAVX512, mr: 14, nr: 32, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512},
-		{id: kernelAVX512, mr: 28, nr: 16, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512N16},
-		{id: kernelAVX512, mr: 28, nr: 8, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512N8},
+		{id: kernelAVX512, mr: 14, nr: 32, vecs: 2, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512},
+		{id: kernelAVX512, mr: 28, nr: 16, vecs: 1, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512N16},
+		{id: kernelAVX512, mr: 28, nr: 8, vecs: 1, mc: 168, kc: 256, nc: 4096, micro: sgemmAVX512N8},
 	})
 	avx512Kernels64 = ifHas(hasAVX512, []*kernel[float64]{
-		{id: kernelAVX512, mr: 14, nr: 16, mc: 112, kc: 256, nc: 2048, micro: dgemmAVX512},
-		{id: kernelAVX512, mr: 28, nr: 8, mc: 112, kc: 256, nc: 2048, micro: dgemmAVX512N8},
+		{id: kernelAVX512, mr: 14, nr: 16, vecs: 2, mc: 112, kc: 256, nc: 2048, micro: dgemmAVX512},
+		{id: kernelAVX512, mr: 28, nr: 8, vecs: 1, mc: 112, kc: 256, nc: 2048, micro: dgemmAVX512N8},
 	})
-	avx2Kernels32 = ifHas(hasAVX2, []*kernel[float32]{{id: kernelAVX2, mr: 6, nr: 16, mc: 144, kc: 256, nc: 4096, micro: sgemmAVX2}})
-	avx2Kernels64 = ifHas(hasAVX2, []*kernel[float64]{{id: kernelAVX2, mr: 6, nr: 8, mc: 96, kc: 256, nc: 2048, micro: dgemmAVX2}})
+	avx2Kernels32 = ifHas(hasAVX2, []*kernel[float32]{{id: kernelAVX2, mr: 6, nr: 16, vecs: 2, mc: 144, kc: 256, nc: 4096, micro: sgemmAVX2}})
+	avx2Kernels64 = ifHas(hasAVX2, []*kernel[float64]{{id: kernelAVX2, mr: 6, nr: 8, vecs: 2, mc: 96, kc: 256, nc: 2048, micro: dgemmAVX2}})
 )
 
 // ifHas returns ks when the CPU feature is present, else nil.

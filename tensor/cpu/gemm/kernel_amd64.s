@@ -6,7 +6,12 @@
 
 // func sgemmKernelAVX512(kc int, a *float32, rs, ps int, b, c *float32, ldc int, alpha, beta float32)
 // 14×32 register block, AVX-512 zmm registers, k loop unrolled 4 times.
-TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $0-64
+TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $16-64
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -378,6 +383,7 @@ sgemmKernelAVX512_store:
 	VFMADD231PS 64(DI), Z30, Z27
 	VMOVUPS Z27, 64(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 sgemmKernelAVX512_overwrite:
@@ -423,12 +429,18 @@ sgemmKernelAVX512_overwrite:
 	VMOVUPS Z26, 0(DI)
 	VMOVUPS Z27, 64(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func dgemmKernelAVX512(kc int, a *float64, rs, ps int, b, c *float64, ldc int, alpha, beta float64)
 // 14×16 register block, AVX-512 zmm registers, k loop unrolled 4 times.
-TEXT ·dgemmKernelAVX512(SB), NOSPLIT, $0-72
+TEXT ·dgemmKernelAVX512(SB), NOSPLIT, $16-72
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -800,6 +812,7 @@ dgemmKernelAVX512_store:
 	VFMADD231PD 64(DI), Z30, Z27
 	VMOVUPD Z27, 64(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 dgemmKernelAVX512_overwrite:
@@ -845,12 +858,18 @@ dgemmKernelAVX512_overwrite:
 	VMOVUPD Z26, 0(DI)
 	VMOVUPD Z27, 64(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func sgemmKernelAVX512N16(kc int, a *float32, rs, ps int, b, c *float32, ldc int, alpha, beta float32)
 // 28×16 register block, AVX-512 zmm registers, k loop unrolled 4 times.
-TEXT ·sgemmKernelAVX512N16(SB), NOSPLIT, $0-64
+TEXT ·sgemmKernelAVX512N16(SB), NOSPLIT, $16-64
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -1269,6 +1288,7 @@ sgemmKernelAVX512N16_store:
 	VFMADD231PS 0(DI), Z29, Z27
 	VMOVUPS Z27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 sgemmKernelAVX512N16_overwrite:
@@ -1328,12 +1348,18 @@ sgemmKernelAVX512N16_overwrite:
 	ADDQ DX, DI
 	VMOVUPS Z27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func sgemmKernelAVX512N8(kc int, a *float32, rs, ps int, b, c *float32, ldc int, alpha, beta float32)
 // 28×8 register block, AVX2 ymm registers, k loop unrolled 4 times.
-TEXT ·sgemmKernelAVX512N8(SB), NOSPLIT, $0-64
+TEXT ·sgemmKernelAVX512N8(SB), NOSPLIT, $16-64
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -1752,6 +1778,7 @@ sgemmKernelAVX512N8_store:
 	VFMADD231PS 0(DI), Y29, Y27
 	VMOVUPS Y27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 sgemmKernelAVX512N8_overwrite:
@@ -1811,12 +1838,18 @@ sgemmKernelAVX512N8_overwrite:
 	ADDQ DX, DI
 	VMOVUPS Y27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func dgemmKernelAVX512N8(kc int, a *float64, rs, ps int, b, c *float64, ldc int, alpha, beta float64)
 // 28×8 register block, AVX-512 zmm registers, k loop unrolled 4 times.
-TEXT ·dgemmKernelAVX512N8(SB), NOSPLIT, $0-72
+TEXT ·dgemmKernelAVX512N8(SB), NOSPLIT, $16-72
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -2235,6 +2268,7 @@ dgemmKernelAVX512N8_store:
 	VFMADD231PD 0(DI), Z29, Z27
 	VMOVUPD Z27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 dgemmKernelAVX512N8_overwrite:
@@ -2294,12 +2328,18 @@ dgemmKernelAVX512N8_overwrite:
 	ADDQ DX, DI
 	VMOVUPD Z27, 0(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func sgemmKernelAVX2(kc int, a *float32, rs, ps int, b, c *float32, ldc int, alpha, beta float32)
 // 6×16 register block, AVX2 ymm registers, k loop unrolled 4 times.
-TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $0-64
+TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $16-64
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -2511,6 +2551,7 @@ sgemmKernelAVX2_store:
 	VFMADD231PS 32(DI), Y14, Y11
 	VMOVUPS Y11, 32(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 sgemmKernelAVX2_overwrite:
@@ -2532,12 +2573,18 @@ sgemmKernelAVX2_overwrite:
 	VMOVUPS Y10, 0(DI)
 	VMOVUPS Y11, 32(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
 // func dgemmKernelAVX2(kc int, a *float64, rs, ps int, b, c *float64, ldc int, alpha, beta float64)
 // 6×8 register block, AVX2 ymm registers, k loop unrolled 4 times.
-TEXT ·dgemmKernelAVX2(SB), NOSPLIT, $0-72
+TEXT ·dgemmKernelAVX2(SB), NOSPLIT, $16-72
+	STMXCSR mxcsr-8(SP)
+	MOVL mxcsr-8(SP), R9
+	ORL $0x8040, R9
+	MOVL R9, ftz-16(SP)
+	LDMXCSR ftz-16(SP)
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ rs+16(FP), R8
@@ -2749,6 +2796,7 @@ dgemmKernelAVX2_store:
 	VFMADD231PD 32(DI), Y14, Y11
 	VMOVUPD Y11, 32(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 dgemmKernelAVX2_overwrite:
@@ -2770,6 +2818,7 @@ dgemmKernelAVX2_overwrite:
 	VMOVUPD Y10, 0(DI)
 	VMOVUPD Y11, 32(DI)
 	ADDQ DX, DI
+	LDMXCSR mxcsr-8(SP)
 	VZEROUPPER
 	RET
 
