@@ -75,6 +75,14 @@ func forwardTaps[T Float](p Params, x, w, bias, y []T, beta T) {
 	pb.Pack(gemm.Options{}, false, cin, nz, (*wr)[:cin*nz], nz)
 	putScratch(wr)
 	ew := (*edge)[:k*k*cout]
+	// tapOff[t] is where tap t of a pixel inside the padding border finds its Z entry, relative to
+	// the pixel's own Z row.
+	tapOff := make([]int, 0, k*k)
+	for kh := 0; kh < k; kh++ {
+		for kw := 0; kw < k; kw++ {
+			tapOff = append(tapOff, ((kh-pad)*p.W+kw-pad)*nz+(kh*k+kw)*cout)
+		}
+	}
 	block := max(tapBlockRows(nz, sizeOf[T]()), 2*halo)
 	parallelRows(rows, p.threads(), 2*cin*nz, func(r0, r1 int) {
 		z := getScratch[T]((min(block, r1-r0) + 2*halo) * nz)
@@ -84,26 +92,37 @@ func forwardTaps[T Float](p Params, x, w, bias, y []T, beta T) {
 			b1 := min(r1, b0+block)
 			// Z for every input pixel a tap of an output in [b0, b1) can reach.
 			zs, ze := max(0, b0-halo), min(rows, b1+halo)
-			gemm.GemmPacked(single, false, ze-zs, 1, x[zs*cin:ze*cin], cin, pb, 0, (*z)[:(ze-zs)*nz], nz)
+			zb := (*z)[:(ze-zs)*nz]
+			gemm.GemmPacked(single, false, ze-zs, 1, x[zs*cin:ze*cin], cin, pb, 0, zb, nz)
 			hw := p.H * p.W
 			for o := b0; o < b1; o++ {
 				n, oh, ow := o/hw, (o/p.W)%p.H, o%p.W
 				for co := range acc {
 					acc[co] = 0
 				}
-				for kh := 0; kh < k; kh++ {
-					ih := oh + kh - pad
-					for kw := 0; kw < k; kw++ {
-						iw, t := ow+kw-pad, kh*k+kw
-						if ih < 0 || ih >= p.H || iw < 0 || iw >= p.W {
-							for co, v := range ew[t*cout : (t+1)*cout] {
+				if oh >= pad && oh < p.H-pad && ow >= pad && ow < p.W-pad {
+					// Inside: every tap reads Z, at a fixed offset from the pixel's own row.
+					zo := (o - zs) * nz
+					for _, off := range tapOff {
+						for co, v := range zb[zo+off : zo+off+cout] {
+							acc[co] += v
+						}
+					}
+				} else {
+					for kh := 0; kh < k; kh++ {
+						ih := oh + kh - pad
+						for kw := 0; kw < k; kw++ {
+							iw, t := ow+kw-pad, kh*k+kw
+							if ih < 0 || ih >= p.H || iw < 0 || iw >= p.W {
+								for co, v := range ew[t*cout : (t+1)*cout] {
+									acc[co] += v
+								}
+								continue
+							}
+							zr := ((n*p.H+ih)*p.W + iw - zs) * nz
+							for co, v := range zb[zr+t*cout : zr+(t+1)*cout] {
 								acc[co] += v
 							}
-							continue
-						}
-						zr := ((n*p.H+ih)*p.W + iw - zs) * nz
-						for co, v := range (*z)[zr+t*cout : zr+(t+1)*cout] {
-							acc[co] += v
 						}
 					}
 				}
