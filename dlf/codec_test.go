@@ -51,6 +51,25 @@ func TestPreprocess(t *testing.T) {
 				t.Fatalf("bits %d: postprocess of pixel %d (%d) = %d, want %d", bits, i, p, back[i], want)
 			}
 		}
+		// PreprocessInto writes the same values into a given tensor (twice: the kept noise buffer
+		// is reused) and rejects a destination of another shape.
+		for range 2 {
+			dst := tensor.New(m.be, tensor.Float64, n, cfg.ImageH, cfg.ImageW, cfg.ImageC)
+			if next2, err := m.PreprocessInto(dst, imgs, n, false, 9, 3); err != nil || next2 != next {
+				t.Fatalf("PreprocessInto: next %d (want %d), %v", next2, next, err)
+			}
+			for i, v := range dst.Float64s() {
+				if v != got[i] {
+					t.Fatalf("PreprocessInto element %d = %v, Preprocess gave %v", i, v, got[i])
+				}
+			}
+			dst.Release()
+		}
+		wrong := tensor.New(m.be, tensor.Float64, n, cfg.ImageH*cfg.ImageW*cfg.ImageC)
+		if _, err := m.PreprocessInto(wrong, imgs, n, false, 0, 0); err == nil || !strings.Contains(err.Error(), "destination") {
+			t.Errorf("destination of another shape: %v", err)
+		}
+		wrong.Release()
 		if _, _, err := m.Preprocess(imgs[:10], n, false, 0, 0); err == nil || !strings.Contains(err.Error(), "10 bytes") {
 			t.Errorf("short batch: %v", err)
 		}

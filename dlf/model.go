@@ -31,6 +31,8 @@ type Model struct {
 	// follows the unpacking of the previous batch).
 	pack   []float32
 	packed *tensor.Tensor
+	// noise is PreprocessInto's dequantisation-noise buffer, kept like packed.
+	noise *tensor.Tensor
 }
 
 // level is one scale: its steps and, below the top, the split that follows them.

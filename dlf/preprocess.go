@@ -3,6 +3,7 @@ package dlf
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"dlf/tensor"
 )
@@ -14,9 +15,28 @@ import (
 // unused Philox offset.
 func (m *Model) Preprocess(images []uint8, n int, reduced bool, seed, offset uint64) (*tensor.Tensor, uint64, error) {
 	c := m.cfg
+	if n < 1 || len(images) != n*c.Dims() {
+		return nil, offset, fmt.Errorf("dlf: preprocess: %d bytes for %d images of %d×%d×%d", len(images), n, c.ImageH, c.ImageW, c.ImageC)
+	}
+	x := tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
+	next, err := m.PreprocessInto(x, images, n, reduced, seed, offset)
+	if err != nil {
+		x.Release()
+		return nil, offset, err
+	}
+	return x, next, nil
+}
+
+// PreprocessInto is Preprocess writing the batch into x, a [n, H, W, C] tensor of the model's
+// backend and type (a CUDA graph's static input, so a replayed step needs no copy of its batch).
+func (m *Model) PreprocessInto(x *tensor.Tensor, images []uint8, n int, reduced bool, seed, offset uint64) (uint64, error) {
+	c := m.cfg
 	d := c.Dims()
 	if n < 1 || len(images) != n*d {
-		return nil, offset, fmt.Errorf("dlf: preprocess: %d bytes for %d images of %d×%d×%d", len(images), n, c.ImageH, c.ImageW, c.ImageC)
+		return offset, fmt.Errorf("dlf: preprocess: %d bytes for %d images of %d×%d×%d", len(images), n, c.ImageH, c.ImageW, c.ImageC)
+	}
+	if !slices.Equal(x.Shape(), []int{n, c.ImageH, c.ImageW, c.ImageC}) || x.DType() != m.dt {
+		return offset, fmt.Errorf("dlf: preprocess: the destination is %v %v, want %d images of %d×%d×%d in %v", x.DType(), x.Shape(), n, c.ImageH, c.ImageW, c.ImageC, m.dt)
 	}
 	shift := 8 - c.NumBits
 	bins := float64(int(1) << c.NumBits)
@@ -24,7 +44,7 @@ func (m *Model) Preprocess(images []uint8, n int, reduced bool, seed, offset uin
 		shift = 0
 		for i, p := range images {
 			if int(p) >= int(bins) {
-				return nil, offset, fmt.Errorf("dlf: preprocess: byte %d of the batch is %d, not a %d-bit value", i, p, c.NumBits)
+				return offset, fmt.Errorf("dlf: preprocess: byte %d of the batch is %d, not a %d-bit value", i, p, c.NumBits)
 			}
 		}
 	}
@@ -36,16 +56,18 @@ func (m *Model) Preprocess(images []uint8, n int, reduced bool, seed, offset uin
 		m.packed = tensor.New(m.be, tensor.Float32, len(m.pack))
 	}
 	m.packed.Upload(m.pack)
-	x := tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
 	tensor.UnpackBytes(x, m.packed, shift)
-	noise := tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
-	offset = tensor.RandUniform(noise, seed, offset)
-	tensor.AddT(x, x, noise)
-	noise.Release()
+	// The noise buffer is kept between batches of one size, as the packed bytes are.
+	if m.noise == nil || m.noise.Numel() != n*d || m.noise.DType() != m.dt {
+		m.noise.Release()
+		m.noise = tensor.New(m.be, m.dt, n, c.ImageH, c.ImageW, c.ImageC)
+	}
+	offset = tensor.RandUniform(m.noise, seed, offset)
+	tensor.AddT(x, x, m.noise)
 	// (p + u)/n_bins − 0.5 with u ~ U[0, 1).
 	tensor.UnaryT(tensor.Scale, x, x, 1/bins, 0)
 	tensor.UnaryT(tensor.AddConst, x, x, -0.5, 0)
-	return x, offset, m.be.Err()
+	return offset, m.be.Err()
 }
 
 // Postprocess maps continuous images x (model space, [−0.5, 0.5)) to NHWC uint8 pixels:

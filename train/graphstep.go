@@ -4,7 +4,7 @@ package train
 // the optimizer step and the EMA update — is captured once into a CUDA graph
 // (cuda.Backend.Capture) and replayed every step with one driver call: the host no longer pays Go,
 // the tape and a launch per op. What changes from step to step stays outside the graph: the batch
-// (preprocessed with its dequantisation noise, then copied into the graph's static input), the
+// (preprocessed with its dequantisation noise straight into the graph's static input), the
 // bias-corrected learning rate (optim.Optimizer.Advance, uploaded into a one-element tensor that the
 // captured optimizer kernels read: OptimParams.LRTensor), the moving average's warm-up rate
 // (optim.EMA.Advance, read by the captured EMA.ApplyFrom) and the copy of the loss into the
@@ -59,19 +59,19 @@ func (r *Run) graphs() bool {
 	return r.o.CUDAGraph && r.defers() && !r.strict() && r.graphFailures < graphAttempts && r.eagerSteps > 0
 }
 
-// graphStep is Run.step as a graph replay: preprocess the batch eagerly, copy it into the static
-// input, replay (capturing first if needed), record the loss, and update.
+// graphStep is Run.step as a graph replay: preprocess the batch eagerly into the static input,
+// replay (capturing first if needed), record the loss, and update.
 func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 	var res stepResult
 	var next uint64
 	ran := false
 	err := r.dev.Do(func() error {
-		x, cond, off, err := batchInput(r.m, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
-		if err != nil {
-			return err
-		}
-		defer release(x, cond)
 		if r.sg == nil {
+			x, cond, off, err := batchInput(r.m, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
+			if err != nil {
+				return err
+			}
+			defer release(x, cond)
 			if r.sg, err = r.capture(x, cond); err != nil {
 				r.opt.ZeroGrad()
 				r.graphFailures++
@@ -80,12 +80,31 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 				}
 				return nil // this step runs eagerly
 			}
+			tensor.Copy(r.graphIn.x, x)
+			if cond != nil {
+				tensor.Copy(r.graphIn.cond, cond)
+			}
+			next = off
+		} else {
+			if b.N != r.graphIn.x.Shape()[0] {
+				return nil // a batch of another size (no drop-last) runs eagerly
+			}
+			// Replays preprocess straight into the graph's static input: no batch tensor, no copy.
+			off, err := r.m.PreprocessInto(r.graphIn.x, b.Images, b.N, false, r.cfg.Seed, r.st.NoiseOffset)
+			if err != nil {
+				return err
+			}
+			if r.graphIn.cond != nil {
+				cond, err := Condition(r.m, b.Labels)
+				if err != nil {
+					return err
+				}
+				tensor.Copy(r.graphIn.cond, cond)
+				cond.Release()
+			}
+			next = off
 		}
 		sg, in := r.sg, r.graphIn
-		tensor.Copy(in.x, x)
-		if cond != nil {
-			tensor.Copy(in.cond, cond)
-		}
 		in.lr.Upload([]float64{r.opt.Advance(lr)})
 		if r.ema != nil {
 			r.ema.Advance() // its warm-up rate, read by the captured ApplyFrom
@@ -95,7 +114,7 @@ func (r *Run) graphStep(b *data.Batch, lr float64) (stepResult, bool, error) {
 		if res.deferred = r.record(sg.loss, sg.l2); !res.deferred {
 			return fmt.Errorf("internal error: a graph step could not defer its loss")
 		}
-		next, ran = off, true
+		ran = true
 		return r.dev.Backend.Err()
 	})
 	if err != nil {
