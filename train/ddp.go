@@ -44,6 +44,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"time"
 
 	"dlf/autodiff"
 	"dlf/autodiff/optim"
@@ -92,6 +93,8 @@ type rank struct {
 	cond *tensor.Tensor
 	next uint64
 	loss stepResult
+	// slots holds the rank's deferred losses (deferred.go).
+	slots lossSlots
 }
 
 // gradReducer averages one rank's gradients across the ranks: collective.Reducer (host ring) or a
@@ -229,6 +232,10 @@ func (d *ddp) close() {
 	}
 	for _, rk := range d.ranks {
 		rk.closeLoader()
+		_ = rk.dev.Do(func() error {
+			rk.slots.release()
+			return nil
+		})
 		if rk.owned {
 			_ = rk.dev.Close()
 		}
@@ -397,8 +404,23 @@ func (t *Run) stepDDP(bs []*data.Batch, lr float64) (_ stepResult, err error) {
 			}
 		}()
 	}
-	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.pos]) }); err != nil {
+	// In one process on CUDA devices the ranks leave their losses on their devices until a flush
+	// (deferred.go), so a step costs the host no synchronisation: every rank updates, and a
+	// non-finite loss found later replays the run from its newest checkpoint up to it.
+	deferring := t.deferNext()
+	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.pos], deferring) }); err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	if deferring {
+		if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {
+			return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+		}
+		if t.def.last.IsZero() {
+			t.def.last = time.Now()
+		}
+		t.def.slots++
+		t.st.NoiseOffset = d.ranks[0].next
+		return stepResult{deferred: true}, nil
 	}
 	losses, err := d.gatherLosses(t)
 	if err != nil {
@@ -452,8 +474,9 @@ func (d *ddp) releaseStep() {
 }
 
 // forwardRank runs rank rk's forward pass on its batch b, with the rank's own dequantisation noise,
-// inside the rank's device work unit.
-func (t *Run) forwardRank(rk *rank, b *data.Batch) error {
+// inside the rank's device work unit; deferring, it queues the loss into the rank's next slot
+// instead of reading it.
+func (t *Run) forwardRank(rk *rank, b *data.Batch, deferring bool) error {
 	var err error
 	if rk.x, rk.cond, rk.next, err = batchInput(rk.m, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset); err != nil {
 		return err
@@ -463,6 +486,14 @@ func (t *Run) forwardRank(rk *rank, b *data.Batch) error {
 		return err
 	}
 	fault.Point(fault.RankStep + strconv.Itoa(rk.r))
+	if deferring {
+		var l2 *tensor.Tensor
+		if rk.res.L2 != nil {
+			l2 = rk.res.L2.Value
+		}
+		rk.slots.put(rk.dev.Backend, t.def.slots, rk.res.Loss.Value, l2)
+		return rk.dev.Backend.Err()
+	}
 	rk.loss.loss = rk.res.Loss.Value.Item()
 	rk.loss.l2 = 0
 	if rk.res.L2 != nil {

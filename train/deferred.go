@@ -15,6 +15,13 @@ package train
 // every step up to the bad one: the replay is bit-exact (the data order and noise are
 // deterministic), reaches the same non-finite loss before its update, names the layer, and
 // NaNPolicy applies as before. The CPU backend reads losses at no cost, so its steps check at once.
+//
+// Data-parallel ranks in one process (devices, or virtual ranks on one device) defer the same way:
+// each rank queues its loss into a slot of its own buffer, and a flush reads every rank's buffer and
+// averages the slots as a step that read its ranks' losses would have (slotResult). Their gradient
+// averaging (collective.DeviceReducer) never synchronises the host either, so such a step costs the
+// host no round trip. Ranks in several processes still agree on their losses every step through the
+// process group, which is also what lets them stop and checkpoint together.
 
 import (
 	"fmt"
@@ -38,46 +45,63 @@ type pendingStep struct {
 
 // deferred holds the device buffer of losses and the steps waiting for a flush.
 type deferred struct {
-	buf   *tensor.Tensor // [1, 2·deferCap]: loss, L2 per slot
-	zero  *tensor.Tensor // [1, 1] zero, the L2 of a model without the term
+	own   lossSlots // one device's slots (data-parallel ranks keep theirs in rank.slots)
 	steps []pendingStep
 	slots int // deferred steps among steps (the next free slot)
 	last  time.Time
 }
 
-// defers reports whether this run defers its steps' metrics: one process with one CUDA device
-// (data-parallel steps already agree on their losses every step).
-func (r *Run) defers() bool { return r.ddp == nil && r.dev.GPU != nil }
+// defers reports whether this run defers its steps' metrics: CUDA devices in one process — one
+// device, or data-parallel ranks in this process (each rank keeps its own slots; a flush reads them
+// all). Ranks in several processes agree on their losses every step through the process group.
+func (r *Run) defers() bool {
+	return r.dev.GPU != nil && (r.ddp == nil || r.ddp.procs == nil)
+}
 
-// ensureDeferred allocates the device buffer (inside the device's Do).
-func (r *Run) ensureDeferred() {
-	if r.def.buf == nil {
-		be := r.dev.Backend
-		r.def.buf = tensor.Zeros(be, tensor.Float32, 1, 2*deferCap)
-		r.def.zero = tensor.Zeros(be, tensor.Float32, 1, 1)
-		r.def.last = time.Now()
+// deferNext reports whether the next step may leave its metrics on the device.
+func (r *Run) deferNext() bool { return r.defers() && !r.strict() && r.def.slots < deferCap }
+
+// lossSlots is one device's buffer of deferred losses: slot k holds step k's loss and L2 term.
+type lossSlots struct {
+	buf  *tensor.Tensor // [1, 2·deferCap]
+	zero *tensor.Tensor // [1, 1] zero, the L2 of a model without the term
+}
+
+// put queues the copies of a loss and L2 term (nil: none) into slot k; call inside the device's Do.
+func (s *lossSlots) put(be tensor.Backend, k int, loss, l2 *tensor.Tensor) {
+	if s.buf == nil {
+		s.buf = tensor.Zeros(be, tensor.Float32, 1, 2*deferCap)
+		s.zero = tensor.Zeros(be, tensor.Float32, 1, 1)
 	}
+	lv := loss.Reshape(1, 1)
+	tensor.CopyChannels(s.buf, 2*k, lv, 0, 1)
+	lv.Release()
+	if l2 != nil {
+		v := l2.Reshape(1, 1)
+		tensor.CopyChannels(s.buf, 2*k+1, v, 0, 1)
+		v.Release()
+	} else {
+		tensor.CopyChannels(s.buf, 2*k+1, s.zero, 0, 1)
+	}
+}
+
+// release frees the buffers (inside the device's Do).
+func (s *lossSlots) release() {
+	release(s.buf, s.zero)
+	s.buf, s.zero = nil, nil
 }
 
 // record queues the copies of a step's loss and L2 term (nil: none) into the next slot; call
 // inside the device's Do. It returns false when the step must read its loss itself (strict, or the
 // buffer is full).
 func (r *Run) record(loss, l2 *tensor.Tensor) bool {
-	if !r.defers() || r.strict() || r.def.slots >= deferCap {
+	if r.ddp != nil || !r.deferNext() {
 		return false
 	}
-	r.ensureDeferred()
-	k := r.def.slots
-	lv := loss.Reshape(1, 1)
-	tensor.CopyChannels(r.def.buf, 2*k, lv, 0, 1)
-	lv.Release()
-	if l2 != nil {
-		v := l2.Reshape(1, 1)
-		tensor.CopyChannels(r.def.buf, 2*k+1, v, 0, 1)
-		v.Release()
-	} else {
-		tensor.CopyChannels(r.def.buf, 2*k+1, r.def.zero, 0, 1)
+	if r.def.last.IsZero() {
+		r.def.last = time.Now()
 	}
+	r.def.own.put(r.dev.Backend, r.def.slots, loss, l2)
 	r.def.slots++
 	return true
 }
@@ -105,10 +129,8 @@ func (r *Run) flush() error {
 	}
 	var vals []float32
 	if r.def.slots > 0 {
-		if err := r.dev.Do(func() error {
-			vals = r.def.buf.Float32s()
-			return r.dev.Backend.Err()
-		}); err != nil {
+		var err error
+		if vals, err = r.deferredValues(); err != nil {
 			return err
 		}
 	}
@@ -118,10 +140,10 @@ func (r *Run) flush() error {
 	for _, ps := range steps {
 		res := ps.res
 		if !ps.known {
-			res = stepResult{loss: float64(vals[2*slot]), l2: float64(vals[2*slot+1])}
-			res.bits = res.loss - res.l2
+			var bad bool
+			res, bad = slotResult(vals, slot)
 			slot++
-			if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+			if bad {
 				return &replayError{step: ps.step, loss: res.loss}
 			}
 		}
@@ -137,6 +159,48 @@ func (r *Run) flush() error {
 		}
 	}
 	return nil
+}
+
+// deferredValues downloads the slots: one device's, or every data-parallel rank's in rank order
+// (rank r's slot k at r·2·deferCap + 2k).
+func (r *Run) deferredValues() ([]float32, error) {
+	if r.ddp == nil {
+		var vals []float32
+		err := r.dev.Do(func() error {
+			vals = r.def.own.buf.Float32s()
+			return r.dev.Backend.Err()
+		})
+		return vals, err
+	}
+	d := r.ddp
+	vals := make([]float32, 2*deferCap*d.world)
+	err := d.each(func(rk *rank) error {
+		copy(vals[2*deferCap*rk.r:], rk.slots.buf.Float32s())
+		return rk.dev.Backend.Err()
+	})
+	return vals, err
+}
+
+// slotResult is the step metrics of slot k: its loss and L2 term, or for data-parallel ranks
+// (len(vals) a multiple of the slots of one device) their mean over the ranks, computed as
+// stepDDP computes it. bad reports a non-finite loss on any rank; res.loss is then the first such
+// rank's, as the strict step reports it.
+func slotResult(vals []float32, k int) (res stepResult, bad bool) {
+	world := len(vals) / (2 * deferCap)
+	for r := 0; r < world; r++ {
+		l := stepResult{loss: float64(vals[r*2*deferCap+2*k]), l2: float64(vals[r*2*deferCap+2*k+1])}
+		l.bits = l.loss - l.l2
+		if math.IsNaN(l.loss) || math.IsInf(l.loss, 0) {
+			return l, true
+		}
+		if world == 1 {
+			return l, false
+		}
+		res.loss += l.loss / float64(world)
+		res.bits += l.bits / float64(world)
+		res.l2 += l.l2 / float64(world)
+	}
+	return res, false
 }
 
 // replayError is a non-finite loss found at a flush, after later steps may have updated the model
@@ -167,6 +231,11 @@ func (r *Run) replay(e *replayError) error {
 		return fmt.Errorf("%v; restoring %s failed: %v", e, last[0], err)
 	}
 	secs := r.seconds()
+	if r.ddp != nil {
+		if err := r.ddp.loadReplicas(last[0]); err != nil {
+			return fmt.Errorf("%v; restoring %s failed: %v", e, last[0], err)
+		}
+	}
 	r.st = info.State
 	r.secondsBase, r.sessionStart = secs, time.Now()
 	r.strictThrough = e.step

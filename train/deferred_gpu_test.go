@@ -182,3 +182,84 @@ func TestGPUGraphFallback(t *testing.T) {
 	}
 	t.Logf("%s", lastLines(logs[0].String(), 3))
 }
+
+// TestGPUDeferredDataParallel: two data-parallel ranks on CUDA (virtual ranks on device 0, their
+// gradients averaged by collective.DeviceReducer) leave their losses on the device between print
+// points — no host-blocking call and no download in such a step — and write the same logs and end
+// with the same replicas, bit for bit, as the same run whose steps read every rank's loss at once.
+// With a diverging learning rate the deferred run replays from its checkpoint and stops exactly
+// where and how the strict run stops.
+func TestGPUDeferredDataParallel(t *testing.T) {
+	gputest.Device(t)
+	var dirs [2]string
+	var snaps [2][]map[string][]uint32
+	for i, strict := range []bool{false, true} {
+		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint(i))
+		job := ddpJob(t, dirs[i], 10)
+		job.Train = firstN(t, job.Train, 64) // 4 steps of 2×8 per epoch: epoch ends at steps 4 and 8
+		job.Device, job.VirtualGPUs, job.SampleEvery, job.NumEpoch = "cuda", true, 0, 5
+		job.LogEvery, job.ValidEvery, job.RefreshEvery = 4, 0, 0
+		var last cuda.Counters
+		blocking := 0
+		hooks := Hooks{StepEnd: func(step int) {
+			c := cuda.ReadCounters()
+			// Steps 1, 4 and 8 are flush points (a print point, epoch ends); the others must not wait.
+			if d := c.Sub(last); step != 1 && step != 4 && step != 8 && (d.Blocking() > 0 || d.Reads > 0) {
+				blocking++
+				t.Logf("step %d: %d host-blocking calls, %d downloads", step, d.Blocking(), d.Reads)
+			}
+			last = c
+		}}
+		r, err := New(job, hooks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strict {
+			r.strictThrough = 1 << 40
+		}
+		if _, err := r.Train(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for k, m := range r.Replicas() {
+			if err := r.ddpDevice(k).Do(func() error { snaps[i] = append(snaps[i], paramBits(m)); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Close()
+		if !strict && blocking > 0 {
+			t.Errorf("deferred data-parallel run: %d steps between print points synchronised the host", blocking)
+		}
+	}
+	for _, f := range []string{"steps.csv", "train.csv", "test.csv"} {
+		if g, w := csvRows(t, filepath.Join(dirs[0], f)), csvRows(t, filepath.Join(dirs[1], f)); !slices.Equal(g, w) || len(g) == 0 {
+			t.Errorf("%s: deferred\n%v\nstrict\n%v", f, g, w)
+		}
+	}
+	sameReplicas(t, "deferred run", snaps[0])
+	for name, w := range snaps[1][0] {
+		if !slices.Equal(snaps[0][0][name], w) {
+			t.Fatalf("parameter %s differs between the deferred and the strict data-parallel run", name)
+		}
+	}
+
+	var errs [2]string
+	var logs [2]bytes.Buffer
+	for i, strict := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint("nan", i))
+		job := ddpJob(t, dir, 8)
+		job.Train = firstN(t, job.Train, 64)
+		job.Device, job.VirtualGPUs, job.SampleEvery = "cuda", true, 0
+		job.Config.InitialLR, job.NumEpoch, job.NaNPolicy, job.LogEvery, job.RefreshEvery = 1e6, 3, "stop", 5, 0
+		_, err := trainCUDA(t, job, strict, Hooks{Log: &logs[i]})
+		if err != nil {
+			errs[i] = strings.ReplaceAll(err.Error(), dir, "RESULTS")
+		}
+	}
+	if errs[0] != errs[1] || errs[0] == "" {
+		t.Errorf("diverging data-parallel runs: deferred ended with %q, strict with %q", errs[0], errs[1])
+	}
+	if !strings.Contains(logs[0].String(), "replaying from") {
+		t.Errorf("the deferred data-parallel run did not replay:\n%s", logs[0].String())
+	}
+	t.Logf("diverging: %s", lastLines(logs[0].String(), 3))
+}

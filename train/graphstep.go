@@ -56,7 +56,7 @@ func (in *graphInputs) release() { release(in.x, in.cond, in.lr) }
 
 // graphs reports whether this step should run as a graph replay.
 func (r *Run) graphs() bool {
-	return r.o.CUDAGraph && r.defers() && !r.strict() && r.graphFailures < graphAttempts && r.eagerSteps > 0
+	return r.o.CUDAGraph && r.ddp == nil && r.defers() && !r.strict() && r.graphFailures < graphAttempts && r.eagerSteps > 0
 }
 
 // graphStep is Run.step as a graph replay: preprocess the batch eagerly into the static input,

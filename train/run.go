@@ -388,13 +388,11 @@ func (r *Run) Close() error {
 		})
 		r.sg, r.graphIn = nil, nil
 	}
-	if r.def.buf != nil {
+	if r.def.own.buf != nil {
 		_ = r.dev.Do(func() error {
-			r.def.buf.Release()
-			r.def.zero.Release()
+			r.def.own.release()
 			return nil
 		})
-		r.def.buf, r.def.zero = nil, nil
 	}
 	err := r.dev.Close()
 	r.dev = nil
