@@ -27,6 +27,10 @@ const (
 	fastDecaySteps   = 4000 // ... about 4 MNIST epochs at batch 64
 	fastFloorLR      = 1e-4 // ... down to this floor
 	fastClipNorm     = 20   // about 5× the norm of ordinary early steps, 3.9 (TestRecipeClipIsAGuard)
+	// fastGlowLR is Glow's rate after the warm-up: at fastLR the study's Glow run (docs/results.md,
+	// "Study") diverged at step 1629 — a finite loss whose update left the first actnorm's bias
+	// non-finite — while DLF trains stably at fastLR.
+	fastGlowLR = 5e-4
 )
 
 // ApplyRecipe sets c's training hyper-parameters — optimizer, learning rate and schedule,
@@ -43,7 +47,8 @@ const (
 // was worse than 1e-3; but a 60-minute run at a constant 1e-3 evaluated on the raw weights had
 // training-loss spikes (5.37 at step 5000) and its test bits/dim jumped from 2.26 to 3.14 between
 // epochs 5 and 6 — the decay, the clip and the averaged weights address exactly that. Glow keeps its
-// data-dependent actnorm initialisation and gets the same optimizer settings.
+// data-dependent actnorm initialisation and gets the same optimizer settings at half the rate,
+// fastGlowLR.
 func ApplyRecipe(c *Config, name string) error {
 	switch name {
 	case RecipeReference:
@@ -61,6 +66,9 @@ func ApplyRecipe(c *Config, name string) error {
 		c.EvalAverage = true
 		if c.Flow == FlowDLF {
 			c.Init = InitIdentity
+		}
+		if c.Flow == FlowGlow {
+			c.InitialLR = fastGlowLR
 		}
 		return nil
 	}

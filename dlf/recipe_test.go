@@ -26,8 +26,11 @@ func TestApplyRecipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	glow, _ := Preset("glow-mnist")
-	if err := ApplyRecipe(&glow, RecipeFast); err != nil || glow.Init != "" && glow.Init != InitReference {
-		t.Fatalf("fast recipe on Glow: init %q, %v", glow.Init, err)
+	if err := ApplyRecipe(&glow, RecipeFast); err != nil || glow.Init != "" && glow.Init != InitReference || glow.InitialLR != fastGlowLR || glow.LR > glow.InitialLR {
+		t.Fatalf("fast recipe on Glow: init %q, rate %g to %g, %v", glow.Init, glow.InitialLR, glow.LR, err)
+	}
+	if err := glow.Validate(); err != nil {
+		t.Fatal(err)
 	}
 	if err := ApplyRecipe(&cfg, "warp"); err == nil {
 		t.Fatal("unknown recipe accepted")
