@@ -79,9 +79,14 @@ func newState() State {
 }
 
 // allParams returns every model tensor (trainable or buffer) under its checkpoint name, the list
-// optim.SaveCheckpoint and LoadCheckpoint write and read.
-func allParams(m *dlf.Model) []optim.Param {
-	ps := m.Params()
+// optim.SaveCheckpoint and LoadCheckpoint write and read; forWrite takes the read-only view.
+func allParams(m *dlf.Model, forWrite bool) []optim.Param {
+	var ps []*dlf.Param
+	if forWrite {
+		ps = m.ParamsView()
+	} else {
+		ps = m.Params()
+	}
 	out := make([]optim.Param, len(ps))
 	for i, p := range ps {
 		out[i] = optim.Param{Name: p.Name, Var: p.Var}
@@ -110,7 +115,7 @@ func saveCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	ts, all, err := optim.CheckpointContents(allParams(m), opt, ema, meta)
+	ts, all, err := optim.CheckpointContents(allParams(m, true), opt, ema, meta)
 	if err == nil {
 		err = safetensors.WriteObserved(path, ts, all, func(s safetensors.Stage) { fault.Point(phases[s]) })
 	}
@@ -167,7 +172,7 @@ func checkpointInfoFrom(path string, meta map[string]string) (CheckpointInfo, er
 
 // LoadCheckpoint restores the model (and optimizer and EMA when non-nil) from path.
 func LoadCheckpoint(path string, m *dlf.Model, opt *optim.Optimizer, ema *optim.EMA) (CheckpointInfo, error) {
-	meta, err := optim.LoadCheckpoint(path, allParams(m), opt, ema)
+	meta, err := optim.LoadCheckpoint(path, allParams(m, false), opt, ema)
 	if err != nil {
 		return CheckpointInfo{}, fmt.Errorf("cannot load checkpoint %s: %v", path, err)
 	}

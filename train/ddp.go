@@ -316,7 +316,7 @@ func (d *ddp) identical() error {
 	}
 	var ref [][]float32
 	_ = d.ranks[0].dev.Do(func() error {
-		for _, p := range d.ranks[0].m.Params() {
+		for _, p := range d.ranks[0].m.ParamsView() {
 			ref = append(ref, p.Var.Value.Float32s())
 		}
 		return nil
@@ -324,7 +324,7 @@ func (d *ddp) identical() error {
 	for _, rk := range d.ranks[1:] {
 		var bad error
 		_ = rk.dev.Do(func() error {
-			for i, p := range rk.m.Params() {
+			for i, p := range rk.m.ParamsView() {
 				v := p.Var.Value.Float32s()
 				for j := range v {
 					if math.Float32bits(v[j]) != math.Float32bits(ref[i][j]) {

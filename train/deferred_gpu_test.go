@@ -204,7 +204,7 @@ func TestGPUDeferredDataParallel(t *testing.T) {
 		hooks := Hooks{StepEnd: func(step int) {
 			c := cuda.ReadCounters()
 			// Steps 1, 4 and 8 are flush points (a print point, epoch ends); the others must not wait.
-			if d := c.Sub(last); step != 1 && step != 4 && step != 8 && (d.Blocking() > 0 || d.Reads > 0) {
+			if d := c.Sub(last); !strict && step != 1 && step != 4 && step != 8 && (d.Blocking() > 0 || d.Reads > 0) {
 				blocking++
 				t.Logf("step %d: %d host-blocking calls, %d downloads", step, d.Blocking(), d.Reads)
 			}
@@ -226,7 +226,7 @@ func TestGPUDeferredDataParallel(t *testing.T) {
 			}
 		}
 		r.Close()
-		if !strict && blocking > 0 {
+		if blocking > 0 {
 			t.Errorf("deferred data-parallel run: %d steps between print points synchronised the host", blocking)
 		}
 	}

@@ -84,7 +84,7 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 
 // nonFiniteParam returns the first parameter holding a NaN or infinity, or "".
 func nonFiniteParam(m *dlf.Model) string {
-	for _, p := range m.Params() {
+	for _, p := range m.ParamsView() {
 		if ok, _ := allFinite(p.Var.Value); !ok {
 			return p.Name
 		}
