@@ -162,8 +162,8 @@ func (m *Model) Params() []*Param {
 }
 
 // ParamsView returns the list Params returns, for a caller that only reads the values (a
-// checkpoint write, a finiteness or replica check): Forward's check of Glow's actnorm flags stays valid, so the step after a
-// checkpoint does not read the flags from the device again.
+// checkpoint write, a finiteness or replica check): Forward's check of Glow's actnorm flags stays
+// valid, so the step after a checkpoint does not read the flags from the device again.
 func (m *Model) ParamsView() []*Param { return m.reg.list }
 
 // Param returns the named parameter or buffer, or nil (Forward then checks the flags again, as

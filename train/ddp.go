@@ -44,7 +44,6 @@ import (
 	"math"
 	"strconv"
 	"sync"
-	"time"
 
 	"dlf/autodiff"
 	"dlf/autodiff/optim"
@@ -411,45 +410,41 @@ func (t *Run) stepDDP(bs []*data.Batch, lr float64) (_ stepResult, err error) {
 	if err := d.each(func(rk *rank) error { return t.forwardRank(rk, bs[rk.pos], deferring) }); err != nil {
 		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
-	if deferring {
-		if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {
+	// A deferring step's metrics are read at the next flush; otherwise the ranks' losses are
+	// agreed and checked now, and a non-finite one stops the step before any rank updates.
+	mean := stepResult{deferred: deferring}
+	if !deferring {
+		losses, err := d.gatherLosses(t)
+		if err != nil {
 			return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 		}
-		if t.def.last.IsZero() {
-			t.def.last = time.Now()
+		for _, l := range losses {
+			mean.loss += l.loss / float64(d.world)
+			mean.bits += l.bits / float64(d.world)
+			mean.l2 += l.l2 / float64(d.world)
 		}
-		t.def.slots++
-		t.st.NoiseOffset = d.ranks[0].next
-		return stepResult{deferred: true}, nil
-	}
-	losses, err := d.gatherLosses(t)
-	if err != nil {
-		return stepResult{}, fmt.Errorf("step %d: %w", t.st.Step+1, err)
-	}
-	var mean stepResult
-	for _, l := range losses {
-		mean.loss += l.loss / float64(d.world)
-		mean.bits += l.bits / float64(d.world)
-		mean.l2 += l.l2 / float64(d.world)
-	}
-	for r, l := range losses {
-		if math.IsNaN(l.loss) || math.IsInf(l.loss, 0) {
-			d.releaseStep()
-			rk := d.local(r)
-			if rk == nil {
-				return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d (its process names the layer)", r)}
+		for r, l := range losses {
+			if math.IsNaN(l.loss) || math.IsInf(l.loss, 0) {
+				d.releaseStep()
+				rk := d.local(r)
+				if rk == nil {
+					return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d (its process names the layer)", r)}
+				}
+				b := bs[rk.pos]
+				var where string
+				_ = t.dev.Do(func() error {
+					where = locateNonFinite(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+					return nil
+				})
+				return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
 			}
-			b := bs[rk.pos]
-			var where string
-			_ = t.dev.Do(func() error {
-				where = locateNonFinite(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
-				return nil
-			})
-			return mean, &nonFiniteError{step: t.st.Step + 1, loss: l.loss, where: fmt.Sprintf("rank %d: %s", rk.r, where)}
 		}
 	}
 	if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {
 		return mean, fmt.Errorf("step %d: %w", t.st.Step+1, err)
+	}
+	if deferring {
+		t.takeSlot()
 	}
 	t.st.NoiseOffset = d.ranks[0].next
 	return mean, nil

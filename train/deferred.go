@@ -98,12 +98,17 @@ func (r *Run) record(loss, l2 *tensor.Tensor) bool {
 	if r.ddp != nil || !r.deferNext() {
 		return false
 	}
+	r.def.own.put(r.dev.Backend, r.def.slots, loss, l2)
+	r.takeSlot()
+	return true
+}
+
+// takeSlot marks the next slot used, once every device of the step has queued its copies into it.
+func (r *Run) takeSlot() {
 	if r.def.last.IsZero() {
 		r.def.last = time.Now()
 	}
-	r.def.own.put(r.dev.Backend, r.def.slots, loss, l2)
 	r.def.slots++
-	return true
 }
 
 // strict reports whether the next step must read its loss at once (a replay up to a bad step).
@@ -193,9 +198,7 @@ func slotResult(vals []float32, k int) (res stepResult, bad bool) {
 		if math.IsNaN(l.loss) || math.IsInf(l.loss, 0) {
 			return l, true
 		}
-		if world == 1 {
-			return l, false
-		}
+		// With one device world = 1 and the divisions are exact: res is l.
 		res.loss += l.loss / float64(world)
 		res.bits += l.bits / float64(world)
 		res.l2 += l.l2 / float64(world)

@@ -1,10 +1,6 @@
 package conv
 
-import (
-	"sync"
-
-	"dlf/tensor/cpu/gemm"
-)
+import "dlf/tensor/cpu/gemm"
 
 // The tap-expanded lowering, for convolutions with few output channels and many input channels
 // (a flow's hyper-network output convolution, 128 → 4–8 channels, and the backward-data pass of
@@ -156,69 +152,60 @@ func backwardWeightsTaps[T Float](p Params, x, dy, dw []T, accumulate bool) {
 	workers := max(1, min(p.threads(), ceilDiv(rows, 8), rows*2*cin*nz/minWorkerFlops))
 	type partial struct{ wr, edge *[]T }
 	parts := make([]partial, workers)
-	var wg sync.WaitGroup
-	for t := 0; t < workers; t++ {
+	parallelFixed(workers, func(t int) {
 		r0, r1 := rows*t/workers, rows*(t+1)/workers
-		work := func() {
-			wrp, edgep := getScratch[T](cin*nz), getScratch[T](taps*cout)
-			wr, edge := (*wrp)[:cin*nz], (*edgep)[:taps*cout]
-			clear(wr)
-			clear(edge)
-			d := getScratch[T](min(block, r1-r0) * nz)
-			hw := p.H * p.W
-			for b0 := r0; b0 < r1; b0 += block {
-				b1 := min(r1, b0+block)
-				for i := b0; i < b1; i++ {
-					n, ih, iw := i/hw, (i/p.W)%p.H, i%p.W
-					drow := (*d)[(i-b0)*nz : (i-b0+1)*nz]
-					for kh := 0; kh < k; kh++ {
-						oh := ih - kh + pad
-						for kw := 0; kw < k; kw++ {
-							ow, tt := iw-kw+pad, kh*k+kw
-							dst := drow[tt*cout : (tt+1)*cout]
-							if oh < 0 || oh >= p.H || ow < 0 || ow >= p.W {
-								clear(dst)
-								continue
-							}
-							copy(dst, dy[((n*p.H+oh)*p.W+ow)*cout:])
+		wrp, edgep := getScratch[T](cin*nz), getScratch[T](taps*cout)
+		wr, edge := (*wrp)[:cin*nz], (*edgep)[:taps*cout]
+		clear(wr)
+		clear(edge)
+		d := getScratch[T](min(block, r1-r0) * nz)
+		hw := p.H * p.W
+		for b0 := r0; b0 < r1; b0 += block {
+			b1 := min(r1, b0+block)
+			for i := b0; i < b1; i++ {
+				n, ih, iw := i/hw, (i/p.W)%p.H, i%p.W
+				drow := (*d)[(i-b0)*nz : (i-b0+1)*nz]
+				for kh := 0; kh < k; kh++ {
+					oh := ih - kh + pad
+					for kw := 0; kw < k; kw++ {
+						ow, tt := iw-kw+pad, kh*k+kw
+						dst := drow[tt*cout : (tt+1)*cout]
+						if oh < 0 || oh >= p.H || ow < 0 || ow >= p.W {
+							clear(dst)
+							continue
 						}
+						copy(dst, dy[((n*p.H+oh)*p.W+ow)*cout:])
 					}
 				}
-				gemm.Gemm(single, true, false, cin, nz, b1-b0, 1, x[b0*cin:b1*cin], cin, (*d)[:(b1-b0)*nz], nz, 1, wr, nz)
 			}
-			putScratch(d)
-			if p.EdgeBias {
-				// Outputs in [r0, r1) whose taps reach the padding: only border pixels.
-				for o := r0; o < r1; o++ {
-					oh, ow := (o/p.W)%p.H, o%p.W
-					if oh >= pad && oh < p.H-pad && ow >= pad && ow < p.W-pad {
-						continue
-					}
-					g := dy[o*cout : (o+1)*cout]
-					for kh := 0; kh < k; kh++ {
-						ih := oh + kh - pad
-						for kw := 0; kw < k; kw++ {
-							iw := ow + kw - pad
-							if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
-								continue
-							}
-							e := edge[(kh*k+kw)*cout : (kh*k+kw+1)*cout]
-							for co, v := range g {
-								e[co] += v
-							}
+			gemm.Gemm(single, true, false, cin, nz, b1-b0, 1, x[b0*cin:b1*cin], cin, (*d)[:(b1-b0)*nz], nz, 1, wr, nz)
+		}
+		putScratch(d)
+		if p.EdgeBias {
+			// Outputs in [r0, r1) whose taps reach the padding: only border pixels.
+			for o := r0; o < r1; o++ {
+				oh, ow := (o/p.W)%p.H, o%p.W
+				if oh >= pad && oh < p.H-pad && ow >= pad && ow < p.W-pad {
+					continue
+				}
+				g := dy[o*cout : (o+1)*cout]
+				for kh := 0; kh < k; kh++ {
+					ih := oh + kh - pad
+					for kw := 0; kw < k; kw++ {
+						iw := ow + kw - pad
+						if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
+							continue
+						}
+						e := edge[(kh*k+kw)*cout : (kh*k+kw+1)*cout]
+						for co, v := range g {
+							e[co] += v
 						}
 					}
 				}
 			}
-			parts[t] = partial{wrp, edgep}
 		}
-		if t == workers-1 {
-			work()
-		} else {
-			wg.Go(work)
-		}
-	}
-	wg.Wait()
+		parts[t] = partial{wrp, edgep}
+	})
 	// Sum the partials in a fixed order and scatter into dw [tap][ci'][co].
 	for tt := 0; tt < taps; tt++ {
 		for ci := 0; ci < cinW; ci++ {
