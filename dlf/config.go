@@ -43,6 +43,10 @@ const (
 	// InitIdentity makes every DLT the identity at initialisation: output-conv bias 0, β = 0
 	// (tanh(0) = 0, so μ' = 0 and ℓ = 0), as Glow's zero-initialised couplings are.
 	InitIdentity = "identity"
+	// InitData is InitIdentity with the hyper-networks' actnorms initialised from data as Glow's
+	// are (zero mean, unit variance per channel on the first batch, Kingma & Dhariwal 2018, §3.1)
+	// instead of DLF's fixed bias and logs −1, which scale every hidden activation by exp(−3).
+	InitData = "data"
 )
 
 // Temperature modes of sampling (dlf-spec §2.9).
@@ -387,8 +391,8 @@ func (c *Config) Validate() error {
 		if c.AffineCoupling && c.Parts != 2 {
 			bad("affine_coupling", "needs num_parts 2, have %d", c.Parts)
 		}
-		if c.Init != InitReference && c.Init != InitIdentity {
-			bad("init", "%q is neither %q nor %q", c.Init, InitReference, InitIdentity)
+		if c.Init != InitReference && c.Init != InitIdentity && c.Init != InitData {
+			bad("init", "%q is not one of %q, %q, %q", c.Init, InitReference, InitIdentity, InitData)
 		}
 	}
 	if c.Flow == FlowGlow && c.Coupling != CouplingAffine && c.Coupling != CouplingAdditive {

@@ -33,7 +33,7 @@ type dlt struct {
 func newDLT(u *unit, cfg *Config, c int) *dlt {
 	k := cfg.Parts
 	d := &dlt{inverseD: cfg.Decomposition == 1, coupling: cfg.AffineCoupling, h0: noParam, a0: noParam, b0: noParam, c0: noParam,
-		identityInit: cfg.Init == InitIdentity}
+		identityInit: cfg.Init == InitIdentity || cfg.Init == InitData}
 	for i := 0; i < k; i++ {
 		d.offs = append(d.offs, i*c/k)
 		d.parts = append(d.parts, c/k)
@@ -67,7 +67,7 @@ func newDLT(u *unit, cfg *Config, c int) *dlt {
 	d.beta = make([]param, k)
 	for i := 1; i < k; i++ {
 		p := fmt.Sprintf("dlt.part%d.", i)
-		d.nets[i] = newHyperNet(u, p, d.parts[i-1], cfg.Width, 2*d.parts[i], classes, hyperInit{outBias: outBias})
+		d.nets[i] = newHyperNet(u, p, d.parts[i-1], cfg.Width, 2*d.parts[i], classes, hyperInit{outBias: outBias, dataInit: cfg.Init == InitData})
 		d.alpha[i] = u.param(p+"alpha", true, []int{1}, constant(1))
 		d.beta[i] = u.param(p+"beta", true, []int{1}, constant(beta))
 	}

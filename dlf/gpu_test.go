@@ -42,6 +42,7 @@ func TestGPUParity(t *testing.T) {
 		{"glow-mnist-small", func(c *Config) { *c, _ = Preset("glow-mnist"); c.Depth, c.Width = 3, 64 }},
 		{"mnist-small/identity/decomp=0", func(c *Config) { c.Init = InitIdentity }},
 		{"mnist-small/identity/decomp=1", func(c *Config) { c.Init, c.Decomposition = InitIdentity, 1 }},
+		{"mnist-small/data-init", func(c *Config) { c.Init = InitData }},
 		{"mnist-small/tf32", func(c *Config) { c.Precision = PrecisionTF32 }},
 		{"cifar10-small/K=4/tf32", func(c *Config) {
 			*c, _ = Preset("cifar10")
@@ -157,7 +158,7 @@ func TestGPUParity(t *testing.T) {
 			// towards a fixed point, losing about one decimal digit of x per step, so after a few
 			// steps float32 decodes garbage on the CPU and on CUDA alike (measured: 87 and 145 at
 			// depth 4 on the emulator); the float64 model tests cover that initialisation's inverse.
-			if cfg.Init == InitIdentity || cfg.Flow == FlowGlow {
+			if cfg.Init == InitIdentity || cfg.Init == InitData || cfg.Flow == FlowGlow {
 				xr, err := gm.Decode(ge.Z, nil)
 				if err != nil {
 					t.Fatal(err)

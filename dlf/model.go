@@ -268,7 +268,7 @@ func (m *Model) Forward(t *autodiff.Tape, x, cond *tensor.Tensor) (*Result, erro
 	// change them from outside.
 	if !m.initChecked {
 		if m.NeedsDataInit() {
-			return nil, fmt.Errorf("dlf: forward: the Glow actnorms are not initialised: call DataInit with a batch first")
+			return nil, fmt.Errorf("dlf: forward: the data-initialised actnorms are not initialised: call DataInit with a batch first")
 		}
 		m.initChecked = true
 	}
@@ -327,11 +327,9 @@ func (m *Model) l2(t *autodiff.Tape) *autodiff.Var {
 	return out
 }
 
-// NeedsDataInit reports whether some data-initialised actnorm (Glow) has not been initialised.
+// NeedsDataInit reports whether some data-initialised actnorm (Glow's, or DLF's hyper-networks'
+// with InitData) has not been initialised.
 func (m *Model) NeedsDataInit() bool {
-	if m.cfg.Flow != FlowGlow {
-		return false
-	}
 	for _, p := range m.reg.list {
 		if isInitFlag(p.Name) && p.Var.Value.Item() == 0 {
 			return true
@@ -347,8 +345,9 @@ func isInitFlag(name string) bool {
 
 // DataInit performs Glow's data-dependent actnorm initialisation with the batch x (Kingma &
 // Dhariwal 2018, §3.1): one forward pass in which every actnorm not yet initialised sets its bias
-// and scale so that its output has zero mean and unit variance per channel. It does nothing for DLF
-// models and for actnorms whose flag (saved in checkpoints) is already set.
+// and scale so that its output has zero mean and unit variance per channel. It does nothing for
+// models without such actnorms (DLF unless Config.Init is InitData) and for actnorms whose flag
+// (saved in checkpoints) is already set.
 func (m *Model) DataInit(x, cond *tensor.Tensor) error {
 	if err := m.checkInput("data init", x, cond); err != nil {
 		return err

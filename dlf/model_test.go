@@ -28,6 +28,7 @@ func modelCases() []modelCase {
 		}, []int{4, 4, 4}},
 		{"affine-coupling", func(c *Config) { c.AffineCoupling = true }, []int{8, 8, 2}},
 		{"conditional", func(c *Config) { c.Conditioning = true; c.Parts = 4 }, []int{4, 4, 4}},
+		{"K=2/data-init", func(c *Config) { c.Init = InitData }, []int{8, 8, 2}},
 		{"glow-affine", func(c *Config) { glowTraining(c); c.Recompute = false }, []int{8, 8, 2}},
 		{"glow-additive", func(c *Config) {
 			glowTraining(c)
@@ -249,7 +250,7 @@ func TestModelGradients(t *testing.T) {
 // TestRecomputeGradients checks that the recomputing backward gives the same gradients as the
 // storing one.
 func TestRecomputeGradients(t *testing.T) {
-	for _, mc := range modelCases()[:6] {
+	for _, mc := range modelCases()[:7] {
 		t.Run(mc.name, func(t *testing.T) {
 			m := newTestModel(t, mc, tensor.Float64)
 			x := randTensor(m.be, tensor.Float64, testRand(t, 25), 0.3, append([]int{2}, mc.shape...)...)

@@ -68,7 +68,7 @@ func configFlags() []configFlag {
 		stringField("flow_coupling", "Glow coupling: affine or additive", true, func(c *dlf.Config) *string { return &c.Coupling }),
 		stringField("invconv", "1x1 convolution parameterisation: full or lu", true, func(c *dlf.Config) *string { return &c.InvConv }),
 		boolField("invconv_bias", "add a bias after each 1x1 convolution", true, func(c *dlf.Config) *bool { return &c.InvConvBias }),
-		stringField("init", "DLT initialisation: reference (bias 1, β = −3) or identity", true, func(c *dlf.Config) *string { return &c.Init }),
+		stringField("init", "DLT initialisation: reference (bias 1, β = −3), identity (bias 0, β = 0) or data (identity, and the hyper-networks' actnorms set from the first batch as Glow's are)", true, func(c *dlf.Config) *string { return &c.Init }),
 		boolField("conditioning", "class-conditional model (needs a labelled dataset)", true, func(c *dlf.Config) *bool { return &c.Conditioning }),
 		floatField("l2_factor", "weight of the L2 term on the 1x1-conv weights", false, func(c *dlf.Config) *float64 { return &c.L2Factor }),
 		boolField("recompute", "rebuild activations by inverting each step in the backward pass (memory O(1) in depth, ~1.7× time)", false, func(c *dlf.Config) *bool { return &c.Recompute }),

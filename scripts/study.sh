@@ -2,7 +2,10 @@
 # study.sh: the DLF-vs-Glow learning-speed study of issue 15 (docs/results.md, "Study"). Every run
 # trains one core (GOMAXPROCS=1) for the same wall-clock budget on the same data order (seed), with
 # the CPU default model size (depth 8, width 64, batch 64, 2 levels), and evaluates the first 2000 test
-# images every 500 steps and at each epoch end. Two runs at a time on a 2-core machine.
+# images every 500 steps and at each epoch end. Two runs at a time on a 2-core machine. Every run keeps
+# its activations for the backward pass (--recompute=false, DLF's preset default; Glow's presets
+# rebuild them by inversion, which costs Glow ~1.5x per step and overflowed on Fashion-MNIST), so
+# seconds compare the same memory strategy.
 # `bin/driver compare` then plots test bits/dim against images seen and training seconds and
 # tabulates what each run needs to reach given bits/dim.
 #
@@ -24,6 +27,7 @@ declare -A models=(
   [dlf-k2-inverse]="--num_parts 2 --decomposition 1"
   [dlf-k4]="--num_parts 4 --decomposition 0"
   [dlf-affine]="--num_parts 2 --affine_coupling"
+  [dlf-k2-data]="--num_parts 2 --decomposition 0 --init data"
   [glow]="--preset glow-DATASET"
 )
 all=()
@@ -40,7 +44,7 @@ run() {
   # shellcheck disable=SC2086
   GOMAXPROCS=1 "${pin[@]}" "$bin" train --problem "$ds" --data_dir "$data/$ds" --results_dir "$out/$ds/$m-$rc" --recipe "$rc" \
     --depth 8 --width 64 --batch_size 64 $args --max_time "$budget" --valid_per_steps 500 --test_subset 2000 \
-    --print_per_steps 100 >"$out/$ds/$m-$rc.log" 2>&1
+    --print_per_steps 100 --recompute=false >"$out/$ds/$m-$rc.log" 2>&1
 }
 i=0
 for r in "${all[@]}"; do

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 
 	"dlf/autodiff"
@@ -440,7 +441,10 @@ func (t *Run) stepDDP(bs []*data.Batch, lr float64) (_ stepResult, err error) {
 			}
 		}
 	}
-	if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr) }); err != nil {
+	if err := d.eachRank(func(rk *rank) error { return rk.backwardAndUpdate(lr, !deferring) }); err != nil {
+		if errors.Is(err, errNonFiniteGrads) {
+			return mean, t.locateGradsDDP(bs, mean.loss)
+		}
 		return mean, fmt.Errorf("step %d: %w", t.st.Step+1, err)
 	}
 	if deferring {
@@ -498,9 +502,35 @@ func (t *Run) forwardRank(rk *rank, b *data.Batch, deferring bool) error {
 	return rk.dev.Backend.Err()
 }
 
+// errNonFiniteGrads is backwardAndUpdate's refusal of an update whose averaged gradients are not
+// finite. The averages are the same on every rank, so every rank refuses together.
+var errNonFiniteGrads = errors.New("the averaged gradients are not finite")
+
+// locateGradsDDP explains a step whose losses were finite but whose averaged gradients were not: it
+// re-runs the step of each rank of this process (parameters still as before the step) until one
+// names the op.
+func (t *Run) locateGradsDDP(bs []*data.Batch, loss float64) error {
+	where := "no rank of this process produced a non-finite value when re-run (another process's rank did)"
+	for _, rk := range t.ddp.ranks {
+		b := bs[rk.pos]
+		var w string
+		_ = t.dev.Do(func() error {
+			w = locateNonFiniteGrad(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+			return nil
+		})
+		if strings.HasPrefix(w, "the first non-finite value") {
+			where = fmt.Sprintf("rank %d: %s", rk.r, w)
+			break
+		}
+	}
+	return &nonFiniteError{step: t.st.Step + 1, loss: loss, grads: true, where: where + recomputeHint(t.cfg)}
+}
+
 // backwardAndUpdate runs the rank's backward pass with its gradients handed to the reducer as they
-// become final, waits for the averages and takes the optimizer step.
-func (rk *rank) backwardAndUpdate(lr float64) error {
+// become final, waits for the averages and takes the optimizer step. With check (a step that read
+// its losses) it first checks that the averages are finite, and refuses the update with
+// errNonFiniteGrads if not.
+func (rk *rank) backwardAndUpdate(lr float64, check bool) error {
 	var hookErr, berr error
 	grads := make([]*tensor.Tensor, len(rk.params))
 	derr := rk.dev.Do(func() error {
@@ -527,6 +557,10 @@ func (rk *rank) backwardAndUpdate(lr float64) error {
 		return err
 	}
 	return rk.dev.Do(func() error {
+		if check && !gradsFinite(rk.opt.Params()) {
+			rk.opt.ZeroGrad()
+			return errNonFiniteGrads
+		}
 		rk.opt.Step(lr)
 		rk.opt.ZeroGrad()
 		if rk.ema != nil {

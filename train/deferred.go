@@ -14,7 +14,10 @@ package train
 // is taken after a flush, so it predates the bad step) and replay from there with a check after
 // every step up to the bad one: the replay is bit-exact (the data order and noise are
 // deterministic), reaches the same non-finite loss before its update, names the layer, and
-// NaNPolicy applies as before. The CPU backend reads losses at no cost, so its steps check at once.
+// NaNPolicy applies as before. The replayed steps also check their gradients before updating, so
+// an update that poisoned the parameters at a finite loss (it shows as a NaN loss one step later)
+// is stopped at its own step, with the backward op named. The CPU backend reads losses at no cost,
+// so its steps check at once.
 //
 // Data-parallel ranks in one process (devices, or virtual ranks on one device) defer the same way:
 // each rank queues its loss into a slot of its own buffer, and a flush reads every rank's buffer and

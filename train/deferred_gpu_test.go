@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"dlf/dlf"
 	"dlf/tensor/cuda"
 	"dlf/tensor/cuda/cu/gputest"
 )
@@ -104,6 +105,61 @@ func TestGPUDeferredNonFinite(t *testing.T) {
 			t.Errorf("--nan_policy lower_lr: the deferred run did not restore and halve the rate:\n%s", logs[0].String())
 		}
 		t.Logf("--nan_policy %s: %s", policy, lastLines(logs[0].String(), 4))
+	}
+}
+
+// TestGPUDeferredNonFiniteGradients: a tiny Glow recomputing its activations, with a coupling whose
+// scale underflows (TestNonFiniteGradients), on CUDA. The deferred step cannot check its gradients,
+// so its update poisons the parameters and the next loss is NaN; the flush replays from the
+// checkpoint with every step checked, and the replay stops at the first step, before its update,
+// naming the backward op — the same error as a run whose steps check at once.
+func TestGPUDeferredNonFiniteGradients(t *testing.T) {
+	gputest.Device(t)
+	var errs [2]string
+	var logs [2]bytes.Buffer
+	for i, strict := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		job := tinyJob(t, dir, 64, 6)
+		glow, err := dlf.Preset("glow-mnist")
+		if err != nil {
+			t.Fatal(err)
+		}
+		glow.Depth, glow.Width, glow.BatchSize, glow.Recompute = 1, 8, 16, true
+		glow.ImageH, glow.ImageW, glow.ImageC, glow.Problem = 28, 28, 1, "mnist"
+		job.Config, job.Device, job.SampleEvery, job.LogEvery, job.RefreshEvery = glow, "cuda", 0, 3, 0
+		r, err := New(job, Hooks{Log: &logs[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strict {
+			r.strictThrough = 1 << 40
+		}
+		_ = r.dev.Do(func() error {
+			b := r.Model().Param("level1.step0.coupling.conv3.bias")
+			v := b.Var.Value.Float64s()
+			for k := 1; k < len(v); k += 2 {
+				v[k] = -1000
+			}
+			b.Var.Value.Upload(v)
+			return nil
+		})
+		_, err = r.Train(context.Background())
+		r.Close()
+		if err == nil {
+			t.Fatalf("strict %v: trained without an error", strict)
+		}
+		errs[i] = strings.ReplaceAll(err.Error(), dir, "RESULTS")
+	}
+	if errs[0] != errs[1] {
+		t.Errorf("deferred run ended with %q, strict with %q", errs[0], errs[1])
+	}
+	for _, want := range []string{"step 1: the loss is finite", `op "affine_inverse" of the backward pass in layer level1.step0.coupling`} {
+		if !strings.Contains(errs[0], want) {
+			t.Errorf("%q lacks %q", errs[0], want)
+		}
+	}
+	if !strings.Contains(logs[0].String(), "replaying from") {
+		t.Errorf("the deferred run did not replay:\n%s", logs[0].String())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"dlf/autodiff"
+	"dlf/autodiff/optim"
 	"dlf/dlf"
 	"dlf/tensor"
 	"dlf/tensor/probe"
@@ -30,9 +31,39 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 			return fmt.Sprintf("parameter %s (layer %s) holds a non-finite value at element %d, so an earlier update diverged", p.Name, dlf.LayerOf(p.Name), i)
 		}
 	}
+	found, err := probeStep(m, be, images, n, labels, seed, offset, false)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the layer could not be located: %v", err)
+	case found == "":
+		return "re-running the forward pass gave finite values everywhere, so the non-finite value came from the backward pass or the update"
+	}
+	return found
+}
+
+// locateNonFiniteGrad explains a finite loss whose gradients are not finite: it re-runs the forward
+// and the backward pass of the step on a probing copy of the model (whose parameters are still the
+// ones the step started from) and names the first op and layer, in execution order, that produced a
+// NaN or infinity.
+func locateNonFiniteGrad(m *dlf.Model, be tensor.Backend, images []uint8, n int, labels []int32, seed, offset uint64) string {
+	found, err := probeStep(m, be, images, n, labels, seed, offset, true)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the layer could not be located: %v", err)
+	case found == "":
+		return "re-running the forward and backward pass gave finite values everywhere"
+	}
+	return found
+}
+
+// probeStep copies m onto a probing backend over be, runs the forward pass (and with backward the
+// backward pass) on the batch, and describes the first op whose output holds a NaN or infinity ("" if
+// none did).
+func probeStep(m *dlf.Model, be tensor.Backend, images []uint8, n int, labels []int32, seed, offset uint64, backward bool) (string, error) {
 	var found string
 	var lt *dlf.LayerTracker
 	checking := false
+	phase := "forward"
 	pb := probe.New(be, func(r *probe.Record, run func()) {
 		// Uploads carry host data, not results (the image batch goes up as packed bytes, whose
 		// words may look like NaN): only computed values are searched.
@@ -49,37 +80,45 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 				continue
 			}
 			if ok, i := allFinite(o); !ok {
-				found = fmt.Sprintf("the first non-finite value comes from op %q in layer %s (element %d of its %v output)", r.Op, layer, i, o.Shape())
+				found = fmt.Sprintf("the first non-finite value comes from op %q of the %s pass in layer %s (element %d of its %v output)", r.Op, phase, layer, i, o.Shape())
 				return
 			}
 		}
 	})
 	diag, err := dlf.New(m.Config(), pb, m.DType())
 	if err != nil {
-		return fmt.Sprintf("the layer could not be located: %v", err)
+		return "", err
 	}
 	for _, p := range m.Params() {
 		q := diag.Param(p.Name)
 		if q == nil {
-			return fmt.Sprintf("the layer could not be located: the copy lacks parameter %s", p.Name)
+			return "", fmt.Errorf("the copy lacks parameter %s", p.Name)
 		}
 		q.Var.Value.Upload(p.Var.Value.Float64s())
 	}
 	lt = dlf.NewLayerTracker(diag, "preprocess")
 	x, cond, _, err := batchInput(diag, images, n, labels, seed, offset)
 	if err != nil {
-		return fmt.Sprintf("the layer could not be located: %v", err)
+		return "", err
 	}
 	defer release(x, cond)
-	res, err := diag.Forward(autodiff.NoGrad(), x, cond)
+	tp := autodiff.NoGrad()
+	if backward {
+		tp = autodiff.NewTape()
+		defer tp.Release()
+	}
+	res, err := diag.Forward(tp, x, cond)
 	if err != nil {
-		return fmt.Sprintf("the layer could not be located: %v", err)
+		return "", err
 	}
-	res.Release()
-	if found == "" {
-		return "re-running the forward pass gave finite values everywhere, so the non-finite value came from the backward pass or the update"
+	defer res.Release()
+	if backward && found == "" {
+		phase = "backward"
+		if err := tp.Backward(res.Loss); err != nil {
+			return "", err
+		}
 	}
-	return found
+	return found, nil
 }
 
 // nonFiniteParam returns the first parameter holding a NaN or infinity, or "".
@@ -92,15 +131,48 @@ func nonFiniteParam(m *dlf.Model) string {
 	return ""
 }
 
-// nonFiniteError reports a loss that is NaN or infinite, or an update that made a parameter so
-// (loss 0).
+// gradsFinite reports whether every gradient of params is finite. The global sum of squares is
+// computed on the gradients' backend and read back as one number; only when that is not finite are
+// the gradients read one by one, since a sum of squares of large finite float32 gradients can
+// itself overflow.
+func gradsFinite(params []optim.Param) bool {
+	vs := optim.Vars(params)
+	if n := optim.GradNorm(vs); !math.IsNaN(n) && !math.IsInf(n, 0) {
+		return true
+	}
+	for _, v := range vs {
+		if v.Grad != nil {
+			if ok, _ := allFinite(v.Grad); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// recomputeHint adds what to try when the gradients of a run that rebuilds activations by
+// inversion are not finite: the inverse of an affine coupling divides by its scale, which can be
+// tiny where the forward pass was fine (docs/results.md, "Study", Fashion-MNIST's Glow runs).
+func recomputeHint(c dlf.Config) string {
+	if !c.Recompute {
+		return ""
+	}
+	return "; --recompute rebuilds each step's input by inverting the step, which loses precision or overflows where a coupling's scale is tiny; --recompute=false keeps the activations instead"
+}
+
+// nonFiniteError reports a loss that is NaN or infinite, a finite loss whose gradients are not
+// (grads), or an update that made a parameter so (loss 0).
 type nonFiniteError struct {
 	step  int
 	loss  float64
+	grads bool
 	where string
 }
 
 func (e *nonFiniteError) Error() string {
+	if e.grads {
+		return fmt.Sprintf("step %d: the loss is finite (%.4f) but its gradients are not: %s", e.step, e.loss, e.where)
+	}
 	if !math.IsNaN(e.loss) && !math.IsInf(e.loss, 0) {
 		return fmt.Sprintf("step %d: %s", e.step, e.where)
 	}

@@ -26,6 +26,10 @@
 //     with a note; foreign files are reported and left alone.
 //   - A non-finite loss never reaches the parameters: the step is abandoned, the op and layer that
 //     produced the first NaN are named, and NaNPolicy decides between stopping and restoring the
-//     last checkpoint at half the learning rate.
+//     last checkpoint at half the learning rate. A step that reads its loss (every CPU step, a
+//     replayed or multi-process one) also checks its gradients before the update, so a finite loss
+//     with non-finite gradients (an overflow in the backward pass) is caught the same way, with the
+//     backward op named; a deferred CUDA step's bad update shows as a NaN loss later, and the
+//     replay up to it stops at the bad step.
 //   - With Ranks > 1 every replica stays bit-identical to rank 0 (checked at every checkpoint).
 package train

@@ -326,7 +326,7 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 	}
 	var res stepResult
 	var next uint64
-	bad := false
+	bad, badGrads := false, false
 	err := r.dev.Do(func() error {
 		x, cond, off, err := batchInput(r.m, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
 		if err != nil {
@@ -361,6 +361,14 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 		if err != nil {
 			return err
 		}
+		// A step that reads its loss also checks its gradients before the update: a finite loss
+		// can still have non-finite gradients (an overflow in the backward pass), and an update
+		// with them would poison the parameters without saying where it came from.
+		if !res.deferred && !gradsFinite(r.opt.Params()) {
+			r.opt.ZeroGrad()
+			badGrads = true
+			return nil
+		}
 		fault.Point(fault.Step)
 		r.opt.Step(lr)
 		r.opt.ZeroGrad()
@@ -380,6 +388,14 @@ func (r *Run) step(b *data.Batch, lr float64) (stepResult, error) {
 			return nil
 		})
 		return res, &nonFiniteError{step: r.st.Step + 1, loss: res.loss, where: where}
+	}
+	if badGrads {
+		var where string
+		_ = r.dev.Do(func() error {
+			where = locateNonFiniteGrad(r.m, r.dev.Backend, b.Images, b.N, b.Labels, r.cfg.Seed, r.st.NoiseOffset)
+			return nil
+		})
+		return res, &nonFiniteError{step: r.st.Step + 1, loss: res.loss, grads: true, where: where + recomputeHint(r.cfg)}
 	}
 	r.st.NoiseOffset = next
 	r.eagerSteps++
