@@ -44,7 +44,8 @@
 //     Glow's ycond does.
 //   - Initialisation: Config.Init "identity" (output-conv bias 0, β = 0) is offered next to the
 //     reference's (bias 1, β = −3, dlf-spec §2.8), which contracts every dimension by e^−2.2…e^−3 per
-//     step at initialisation. The 1x1 conv's random orthogonal matrix has its column signs fixed by
+//     step at initialisation, and "data" (identity, with the hyper-networks' actnorms initialised
+//     from data as Glow's are, instead of the reference's fixed logs −1; DataInit). The 1x1 conv's random orthogonal matrix has its column signs fixed by
 //     R's diagonal (Haar-distributed) where Glow takes numpy's Q as is. Random draws use Go's PCG, so
 //     values differ from TensorFlow's for the same seed; distributions are the same.
 //   - Glow presets keep MNIST at 28×28×1, the size the DLF runs use, instead of Glow's 32×32×3 padding
@@ -59,7 +60,9 @@
 //     (dlf-spec §2.7) is the trainer's decision, not the model's.
 //   - Recompute follows Glow's --gradient_checkpointing (DLF itself does not checkpoint) but rebuilds
 //     inputs by inversion instead of re-running from stored checkpoints; gradients agree with the
-//     storing backward to rounding (TestRecomputeGradients).
+//     storing backward to rounding (TestRecomputeGradients) where the inversion is well conditioned;
+//     an affine coupling whose scale σ(h+2) is tiny loses precision or overflows there (the trainer
+//     then stops the step, naming the backward op).
 //   - With the LU 1x1 conv (Config.InvConv "lu", used by the glow-* presets) the L2 term applies to the
 //     composed W; the reference only has the L2 term with the full form.
 //   - The full 1x1 conv's log|det W| and W⁻ᵀ (its gradient) are computed on the host in float64, as

@@ -134,15 +134,22 @@ func TestGPUDeferredNonFiniteGradients(t *testing.T) {
 		if strict {
 			r.strictThrough = 1 << 40
 		}
-		_ = r.dev.Do(func() error {
+		if err := r.dev.Do(func() error {
 			b := r.Model().Param("level1.step0.coupling.conv3.bias")
 			v := b.Var.Value.Float64s()
 			for k := 1; k < len(v); k += 2 {
 				v[k] = -1000
 			}
 			b.Var.Value.Upload(v)
-			return nil
-		})
+			// The run's step-0 checkpoint was written by New: rewrite it with the change, so that
+			// the deferred run's replay starts from the same parameters.
+			return saveCheckpoint(StepPath(dir, 0), r.m, r.opt, r.ema, r.st, rollingPhases)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if ck, err := ListCheckpoints(dir); err != nil || len(ck) != 1 {
+			t.Fatalf("checkpoints after New: %v, %v", ck, err)
+		}
 		_, err = r.Train(context.Background())
 		r.Close()
 		if err == nil {
