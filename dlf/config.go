@@ -460,6 +460,10 @@ func (c *Config) ChannelsAt(l int) (h, w, ch int) {
 	return c.ImageH >> (l + 1), c.ImageW >> (l + 1), c.ImageC * 4 << l
 }
 
+// identityDLT reports whether the DLTs, split priors and top prior start at the identity (InitIdentity,
+// and InitData, which only adds the hyper-networks' data-initialised actnorms).
+func (c *Config) identityDLT() bool { return c.Init == InitIdentity || c.Init == InitData }
+
 // Dims returns D = H·W·C of the image, the denominator of bits per dimension.
 func (c *Config) Dims() int { return c.ImageH * c.ImageW * c.ImageC }
 

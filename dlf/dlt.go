@@ -33,7 +33,7 @@ type dlt struct {
 func newDLT(u *unit, cfg *Config, c int) *dlt {
 	k := cfg.Parts
 	d := &dlt{inverseD: cfg.Decomposition == 1, coupling: cfg.AffineCoupling, h0: noParam, a0: noParam, b0: noParam, c0: noParam,
-		identityInit: cfg.Init == InitIdentity || cfg.Init == InitData}
+		identityInit: cfg.identityDLT()}
 	for i := 0; i < k; i++ {
 		d.offs = append(d.offs, i*c/k)
 		d.parts = append(d.parts, c/k)

@@ -45,9 +45,10 @@
 //   - Initialisation: Config.Init "identity" (output-conv bias 0, β = 0) is offered next to the
 //     reference's (bias 1, β = −3, dlf-spec §2.8), which contracts every dimension by e^−2.2…e^−3 per
 //     step at initialisation, and "data" (identity, with the hyper-networks' actnorms initialised
-//     from data as Glow's are, instead of the reference's fixed logs −1; DataInit). The 1x1 conv's random orthogonal matrix has its column signs fixed by
-//     R's diagonal (Haar-distributed) where Glow takes numpy's Q as is. Random draws use Go's PCG, so
-//     values differ from TensorFlow's for the same seed; distributions are the same.
+//     from data as Glow's are, instead of the reference's fixed logs −1; DataInit). The 1x1
+//     conv's random orthogonal matrix has its column signs fixed by R's diagonal (Haar-distributed)
+//     where Glow takes numpy's Q as is. Random draws use Go's PCG, so values differ from
+//     TensorFlow's for the same seed; distributions are the same.
 //   - Glow presets keep MNIST at 28×28×1, the size the DLF runs use, instead of Glow's 32×32×3 padding
 //     (dlf-spec §2.10), so that the two models are compared on the same data; their data-dependent
 //     actnorm initialisation uses whatever batch DataInit is given (Glow uses 256 images), and its

@@ -23,7 +23,7 @@ func newSplitPrior(r *registry, cfg *Config, level, c int) *splitPrior {
 	p := &splitPrior{u: r.unit(fmt.Sprintf("level%d.split.", level)), glow: cfg.Flow == FlowGlow, alpha: noParam, beta: noParam}
 	half := c / 2
 	outBias := 1.0
-	if p.glow || cfg.Init == InitIdentity || cfg.Init == InitData {
+	if p.glow || cfg.identityDLT() {
 		outBias = 0
 	}
 	p.conv = newZeroConv(p.u, half, c, outBias)
@@ -111,7 +111,7 @@ func newTopPrior(r *registry, cfg *Config) *topPrior {
 	h, w, c := cfg.ChannelsAt(cfg.Levels - 1)
 	p := &topPrior{u: r.unit("top."), glow: cfg.Flow == FlowGlow, h: h, w: w, c: c, alpha: noParam, beta: noParam, cond: noParam}
 	outBias := 1.0
-	if p.glow || cfg.Init == InitIdentity || cfg.Init == InitData {
+	if p.glow || cfg.identityDLT() {
 		outBias = 0
 	}
 	p.conv = newZeroConv(p.u, 2*c, 2*c, outBias)

@@ -51,7 +51,8 @@ const (
 // MNIST at step 1 instead of the reference init's 55) with the hyper-networks' actnorms initialised
 // from data (InitData); the global gradient norm clipped at
 // fastClipNorm; test evaluation and sample grids with the parameters' moving average (decay 0.999,
-// warmed up as min(0.999, (1+t)/(10+t))); activations kept for the backward pass (Recompute off). Why each (docs/results.md, "Recipe"): the initialisation
+// warmed up as min(0.999, (1+t)/(10+t))); activations kept for the backward pass (Recompute off).
+// Why each (docs/results.md, "Recipe"): the initialisation
 // and Adam at 1e-3 gave 3.29 test bits/dim at step 500 where the reference recipe gave 6.07, and 2e-3
 // was worse than 1e-3; but a 60-minute run at a constant 1e-3 evaluated on the raw weights had
 // training-loss spikes (5.37 at step 5000) and its test bits/dim jumped from 2.26 to 3.14 between
@@ -64,8 +65,8 @@ const (
 // inverting its affine coupling divides by the coupling's scale σ(h+2): where that is tiny the
 // forward pass and the loss are fine but the rebuilt input overflows. Fashion-MNIST's Glow run
 // stopped so at step 1691 (the backward pass's affine_inverse in level1.step0.coupling; the same
-// resume with activations kept trained on), and recomputing cost Glow 1.5× per step on the CPU
-// (163 against 248 images/s, one core). --recompute still turns it on where memory needs it.
+// resume with activations kept trained on), and recomputing cost Glow on the CPU
+// (167 against 262 images/s, one core: 1.57×, docs/perf.md). --recompute still turns it on where memory needs it.
 func ApplyRecipe(c *Config, name string) error {
 	switch name {
 	case RecipeReference:

@@ -43,7 +43,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 
 	"dlf/autodiff"
@@ -513,13 +512,14 @@ func (t *Run) locateGradsDDP(bs []*data.Batch, loss float64) error {
 	where := "no rank of this process produced a non-finite value when re-run (another process's rank did)"
 	for _, rk := range t.ddp.ranks {
 		b := bs[rk.pos]
-		var w string
+		var found string
+		var err error
 		_ = t.dev.Do(func() error {
-			w = locateNonFiniteGrad(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset)
+			found, err = probeStep(t.m, t.dev.Backend, b.Images, b.N, b.Labels, rankSeed(t.cfg.Seed, rk.r), t.st.NoiseOffset, true)
 			return nil
 		})
-		if strings.HasPrefix(w, "the first non-finite value") {
-			where = fmt.Sprintf("rank %d: %s", rk.r, w)
+		if found != "" || err != nil {
+			where = fmt.Sprintf("rank %d: %s", rk.r, explain(found, err, ""))
 			break
 		}
 	}

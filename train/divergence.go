@@ -32,13 +32,7 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 		}
 	}
 	found, err := probeStep(m, be, images, n, labels, seed, offset, false)
-	switch {
-	case err != nil:
-		return fmt.Sprintf("the layer could not be located: %v", err)
-	case found == "":
-		return "re-running the forward pass gave finite values everywhere, so the non-finite value came from the backward pass or the update"
-	}
-	return found
+	return explain(found, err, "re-running the forward pass gave finite values everywhere, so the non-finite value came from the backward pass or the update")
 }
 
 // locateNonFiniteGrad explains a finite loss whose gradients are not finite: it re-runs the forward
@@ -47,11 +41,16 @@ func locateNonFinite(m *dlf.Model, be tensor.Backend, images []uint8, n int, lab
 // NaN or infinity.
 func locateNonFiniteGrad(m *dlf.Model, be tensor.Backend, images []uint8, n int, labels []int32, seed, offset uint64) string {
 	found, err := probeStep(m, be, images, n, labels, seed, offset, true)
+	return explain(found, err, "re-running the forward and backward pass gave finite values everywhere")
+}
+
+// explain turns probeStep's answer into a sentence: the op found, why none could be, or none.
+func explain(found string, err error, none string) string {
 	switch {
 	case err != nil:
 		return fmt.Sprintf("the layer could not be located: %v", err)
 	case found == "":
-		return "re-running the forward and backward pass gave finite values everywhere"
+		return none
 	}
 	return found
 }
