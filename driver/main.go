@@ -10,8 +10,9 @@
 //   - `train --data_dir` is the directory holding the problem's files, as in the reference (default
 //     data/<problem>, where `driver data fetch --data_dir data <problem>` puts them).
 //   - On the CPU, `train` without --preset or size flags uses the problem's preset reduced to depth 8,
-//     width 64, batch 64 (cpuDefaults), so that a 2-core machine shows progress in minutes; on a GPU
-//     it trains the preset as published.
+//     width 64, batch 64 (cpuDefaults), so that a 2-core machine shows progress in minutes, split
+//     over one in-process data-parallel replica per core (cpuDefaultRanks); on a GPU it trains the
+//     preset as published.
 //   - A results directory with checkpoints is resumed; its configuration wins over the preset, and a
 //     flag that would change the parameters' shapes is an error.
 //   - The test set's dequantisation noise and the sample grids' latent noise are fixed Philox

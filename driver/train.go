@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -29,6 +30,27 @@ import (
 // preset as published on any device.
 var cpuDefaults = struct{ depth, width, batch int }{depth: 8, width: 64, batch: 64}
 
+// cpuMaxRanks caps cpuDefaultRanks so that each replica's share of the default batch of 64 stays
+// at least 16 images: the GEMMs of a smaller share are too thin to run near a core's peak, and
+// every rank's steps are as many as a single device's, so more ranks only shrink the share.
+const cpuMaxRanks = 4
+
+// cpuDefaultRanks is how many in-process data-parallel replicas the CPU default trains its batch
+// of cpuDefaults.batch with on threads Go threads (GOMAXPROCS): one per thread, up to cpuMaxRanks,
+// a power of two so the batch splits evenly. One replica per core is faster than one replica using
+// every core because the CPU backend splits each op across threads, and at this model's size most
+// ops are too small for that to pay (docs/perf.md, "Two cores: a replica per core"): on the 2-core
+// dev machine one replica with 2 threads trains at 388 images/s, two replicas of 32 images with
+// one thread each at 588, meeting only at the all-reduce of 166k gradients per step. The per-step
+// arithmetic is that of one batch of 64 (the gradients are averaged), so the recipe is unchanged.
+func cpuDefaultRanks(threads int) int {
+	r := 1
+	for r*2 <= min(threads, cpuMaxRanks) {
+		r *= 2
+	}
+	return r
+}
+
 func trainCommand() *cli.Command {
 	flags := append(problemFlags(),
 		&cli.StringFlag{Name: "preset", Usage: "model and training preset: " + joinNames(dlf.PresetNames()) + " (default: the problem's)"},
@@ -50,7 +72,7 @@ func trainCommand() *cli.Command {
 		&cli.IntFlag{Name: "train_subset", Usage: "train on the first N training images only (0: all), for quick experiments"},
 		&cli.IntFlag{Name: "test_subset", Usage: "evaluate on the first N test images only (0: all)"},
 		&cli.IntFlag{Name: "workers", Value: 2, Usage: "batch-assembling goroutines of the data loader"},
-		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica"},
+		&cli.IntFlag{Name: "num_gpus", Value: 1, Usage: "data-parallel replicas: N GPUs with --device cuda, N goroutine replicas with --device cpu; --batch_size is per replica. Unless this is set, the CPU default model (no --preset or size flag) splits its batch of 64 over one replica per thread, up to 4"},
 		&cli.StringFlag{Name: "dist", Value: "auto", Usage: "how data-parallel ranks run: inproc (every rank in this process); mpi (one process per rank under mpirun -np N or srun, gradients averaged by Open MPI; rank 0 writes the results); nccl (one GPU process per rank under mpirun, torchrun or srun, gradients averaged by NCCL on the GPUs); or auto (under a launcher: nccl with --device cuda when NCCL loads, else mpi; without one: inproc)"},
 		&cli.BoolFlag{Name: "cuda_graph", Value: true, Usage: "on one CUDA device, capture the training step's forward and backward pass once and replay it as one CUDA graph per step (--cuda_graph=false: launch every op from Go; the numbers are the same bits)"},
 		&cli.DurationFlag{Name: "refresh_every", Value: time.Second, Usage: "on CUDA, read the steps' losses for the progress line at most this often (0: only at --print_per_steps rows); every read waits for the GPU, steps between reads never do"},
@@ -171,6 +193,15 @@ func planTrain(c *cli.Context) (*trainPlan, error) {
 		return nil, err
 	}
 	if resume != nil {
+		// A run trained with several in-process replicas (the CPU default's, or an explicit
+		// --num_gpus) resumes with as many unless --num_gpus says otherwise: its data position
+		// counts in per-replica batches (train.New refuses a mismatch).
+		if w := resume.From.State.World; w > 1 && !c.IsSet("num_gpus") && p.job.Dist == "inproc" {
+			if err := device.CheckWorld(p.job.Device, w, p.job.VirtualGPUs); err != nil {
+				return nil, fmt.Errorf("--results_dir %s was trained with %d data-parallel replicas: %v", p.job.Results, w, err)
+			}
+			p.job.Ranks = w
+		}
 		p.job.Config, p.spec, err = resumedConfig(c, p, resume.From.Config, p.problem)
 	} else {
 		p.job.Config, p.spec, err = newConfig(c, p, p.problem)
@@ -250,6 +281,10 @@ func newConfig(c *cli.Context, p *trainPlan, problem string) (dlf.Config, dataSp
 	if p.job.Device == "cpu" && !c.IsSet("preset") && !c.IsSet("depth") && !c.IsSet("width") && !c.IsSet("batch_size") {
 		cfg.Depth, cfg.Width, cfg.BatchSize = cpuDefaults.depth, cpuDefaults.width, cpuDefaults.batch
 		p.cpuReduced = true
+		if !c.IsSet("num_gpus") && p.job.Dist == "inproc" {
+			p.job.Ranks = cpuDefaultRanks(runtime.GOMAXPROCS(0))
+			cfg.BatchSize /= p.job.Ranks
+		}
 	}
 	if err := dlf.ApplyRecipe(&cfg, c.String("recipe")); err != nil {
 		return cfg, spec, fmt.Errorf("--recipe: %v", trimPkg(err))
@@ -358,8 +393,12 @@ func trainWith(ctx context.Context, p *trainPlan, out io.Writer) error {
 	if p.cpuReduced {
 		full, _ := dlf.Preset(p.presetName)
 		cfg := p.job.Config
-		fmt.Fprintf(out, "note:    the CPU default: the %s preset at depth %d, width %d, batch %d; --preset %s trains the full %s-parameter model\n",
-			p.presetName, cfg.Depth, cfg.Width, cfg.BatchSize, p.presetName, dlf.FormatCount(full.NumParams()))
+		batch := fmt.Sprintf("batch %d", cfg.BatchSize)
+		if r := p.job.Ranks; r > 1 {
+			batch = fmt.Sprintf("batch %d as %d in-process replicas of %d (--num_gpus 1: one replica on every thread)", r*cfg.BatchSize, r, cfg.BatchSize)
+		}
+		fmt.Fprintf(out, "note:    the CPU default: the %s preset at depth %d, width %d, %s; --preset %s trains the full %s-parameter model\n",
+			p.presetName, cfg.Depth, cfg.Width, batch, p.presetName, dlf.FormatCount(full.NumParams()))
 	}
 	_, err = run.Train(ctx)
 	return err
@@ -383,8 +422,12 @@ func writeEpochSamples(r *train.Run, epoch int, p *trainPlan, out io.Writer) err
 	if cfg.Flow == dlf.FlowGlow {
 		flow = "Glow"
 	}
-	title := fmt.Sprintf("%s: %s, %d levels × depth %d, width %d, batch %d (%s parameters)",
-		cfg.Problem, flow, cfg.Levels, cfg.Depth, cfg.Width, cfg.BatchSize, dlf.FormatCount(r.Model().NumParams()))
+	batch := fmt.Sprintf("batch %d", cfg.BatchSize)
+	if n := r.State().World; n > 1 { // the data-parallel world, whichever way its ranks run
+		batch = fmt.Sprintf("batch %d (%d replicas × %d)", n*cfg.BatchSize, n, cfg.BatchSize)
+	}
+	title := fmt.Sprintf("%s: %s, %d levels × depth %d, width %d, %s (%s parameters)",
+		cfg.Problem, flow, cfg.Levels, cfg.Depth, cfg.Width, batch, dlf.FormatCount(r.Model().NumParams()))
 	if err := writeLossPlot(o.Results, plotPath, title); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@
 # tabulates what each run needs to reach given bits/dim.
 #
 #   scripts/study.sh DATA_ROOT OUT_DIR [RUN...]    (DATA_ROOT holds mnist/ and fashion-mnist/)
+#   The fast recipe initialises DLF's hyper-network actnorms from data (--init data); the *-id models
+#   keep the identity init the study's first DLF rows were measured with.
 #   BUDGET=20m by default. RUN names: <dataset>/<model>/<recipe>, e.g. mnist/dlf-k2/fast; no RUN: all.
 #   JOBS=2 runs at a time by default; with CPUS="1" (a taskset list) every run is pinned there, so
 #   JOBS=1 CPUS=1 leaves core 0 free for other work. While the file $OUT_DIR/pause exists no new run
@@ -28,6 +30,7 @@ declare -A models=(
   [dlf-k4]="--num_parts 4 --decomposition 0"
   [dlf-affine]="--num_parts 2 --affine_coupling"
   [dlf-k2-data]="--num_parts 2 --decomposition 0 --init data"
+  [dlf-affine-id]="--num_parts 2 --affine_coupling --init identity"
   [glow]="--preset glow-DATASET"
 )
 all=()

@@ -74,7 +74,7 @@ func Open(kind string) (*Device, error) {
 		return openGPU(0, "--device cuda")
 	}
 	b := cpu.New()
-	return &Device{Backend: b, Desc: fmt.Sprintf("cpu (%d threads, GEMM kernel %s)", b.Threads(), gemm.KernelFamily())}, nil
+	return &Device{Backend: b, Desc: fmt.Sprintf("cpu (%s, GEMM kernel %s)", threads(b.Threads()), gemm.KernelFamily())}, nil
 }
 
 // OpenRank opens rank r's backend of a data-parallel world of n ranks. On the CPU every rank gets
@@ -89,9 +89,16 @@ func OpenRank(kind string, r, n int, virtual bool) (*Device, error) {
 		}
 		return openGPU(ord, fmt.Sprintf("--device cuda, rank %d", r))
 	}
-	threads := max(1, runtime.GOMAXPROCS(0)/n)
-	b := cpu.New(cpu.WithThreads(threads))
-	return &Device{Backend: b, Desc: fmt.Sprintf("cpu (%d ranks × %d threads, GEMM kernel %s)", n, threads, gemm.KernelFamily())}, nil
+	b := cpu.New(cpu.WithThreads(max(1, runtime.GOMAXPROCS(0)/n)))
+	return &Device{Backend: b, Desc: fmt.Sprintf("cpu (%d ranks × %s, GEMM kernel %s)", n, threads(b.Threads()), gemm.KernelFamily())}, nil
+}
+
+// threads is "1 thread" or "N threads".
+func threads(n int) string {
+	if n == 1 {
+		return "1 thread"
+	}
+	return fmt.Sprintf("%d threads", n)
 }
 
 func openGPU(ordinal int, what string) (*Device, error) {
