@@ -41,8 +41,9 @@ const cpuMaxRanks = 4
 // every core because the CPU backend splits each op across threads, and at this model's size most
 // ops are too small for that to pay (docs/perf.md, "Two cores: a replica per core"): on the 2-core
 // dev machine one replica with 2 threads trains at 388 images/s, two replicas of 32 images with
-// one thread each at 588, meeting only at the all-reduce of 166k gradients per step. The per-step
-// arithmetic is that of one batch of 64 (the gradients are averaged), so the recipe is unchanged.
+// one thread each at 588, meeting only at the all-reduce of 166k gradients per step. A step is the
+// update of one batch of 64 (the gradients are averaged; only the dequantisation noise is drawn per
+// rank), so the recipe measured with one replica is unchanged.
 func cpuDefaultRanks(threads int) int {
 	r := 1
 	for r*2 <= min(threads, cpuMaxRanks) {
