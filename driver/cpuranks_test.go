@@ -11,10 +11,11 @@ import (
 // thread, a power of two, at most cpuMaxRanks.
 func TestCPUDefaultRanks(t *testing.T) {
 	for threads, want := range map[int]int{1: 1, 2: 2, 3: 2, 4: 4, 6: 4, 16: 4, 96: 4} {
-		if got := cpuDefaultRanks(threads); got != want {
+		got := cpuDefaultRanks(threads)
+		if got != want {
 			t.Errorf("cpuDefaultRanks(%d) = %d, want %d", threads, got, want)
 		}
-		if got := cpuDefaultRanks(threads); cpuDefaults.batch%got != 0 {
+		if cpuDefaults.batch%got != 0 {
 			t.Errorf("cpuDefaultRanks(%d) = %d does not divide the batch of %d", threads, got, cpuDefaults.batch)
 		}
 	}

@@ -30,9 +30,10 @@ import (
 // preset as published on any device.
 var cpuDefaults = struct{ depth, width, batch int }{depth: 8, width: 64, batch: 64}
 
-// cpuMaxRanks caps cpuDefaultRanks so that each replica's share of the default batch of 64 stays
-// at least 16 images: the GEMMs of a smaller share are too thin to run near a core's peak, and
-// every rank's steps are as many as a single device's, so more ranks only shrink the share.
+// cpuMaxRanks caps cpuDefaultRanks, keeping each replica's share of the default batch of 64 at 16
+// images or more. It is caution, not a measured limit: one thread's throughput is flat from batch
+// 16 to 128 (docs/results.md, "Batch size against cores"), but only two replicas have been measured,
+// and each added rank adds a share of the per-step all-reduce and of the wait for the slowest rank.
 const cpuMaxRanks = 4
 
 // cpuDefaultRanks is how many in-process data-parallel replicas the CPU default trains its batch
@@ -40,8 +41,8 @@ const cpuMaxRanks = 4
 // a power of two so the batch splits evenly. One replica per core is faster than one replica using
 // every core because the CPU backend splits each op across threads, and at this model's size most
 // ops are too small for that to pay (docs/perf.md, "Two cores: a replica per core"): on the 2-core
-// dev machine one replica with 2 threads trains at 388 images/s, two replicas of 32 images with
-// one thread each at 588, meeting only at the all-reduce of 166k gradients per step. A step is the
+// dev machine one replica with 2 threads trains at 363–387 images/s, two replicas of 32 images with
+// one thread each at 510–568 (1.40–1.47×), meeting only at the all-reduce of 166k gradients per step. A step is the
 // update of one batch of 64 (the gradients are averaged; only the dequantisation noise is drawn per
 // rank), so the recipe measured with one replica is unchanged.
 func cpuDefaultRanks(threads int) int {
@@ -423,12 +424,9 @@ func writeEpochSamples(r *train.Run, epoch int, p *trainPlan, out io.Writer) err
 	if cfg.Flow == dlf.FlowGlow {
 		flow = "Glow"
 	}
-	batch := fmt.Sprintf("batch %d", cfg.BatchSize)
-	if n := r.State().World; n > 1 { // the data-parallel world, whichever way its ranks run
-		batch = fmt.Sprintf("batch %d (%d replicas × %d)", n*cfg.BatchSize, n, cfg.BatchSize)
-	}
-	title := fmt.Sprintf("%s: %s, %d levels × depth %d, width %d, %s (%s parameters)",
-		cfg.Problem, flow, cfg.Levels, cfg.Depth, cfg.Width, batch, dlf.FormatCount(r.Model().NumParams()))
+	// The images of one step: every rank's batch (State().World counts the ranks, however they run).
+	title := fmt.Sprintf("%s: %s, %d levels × depth %d, width %d, batch %d (%s parameters)",
+		cfg.Problem, flow, cfg.Levels, cfg.Depth, cfg.Width, max(1, r.State().World)*cfg.BatchSize, dlf.FormatCount(r.Model().NumParams()))
 	if err := writeLossPlot(o.Results, plotPath, title); err != nil {
 		return err
 	}
